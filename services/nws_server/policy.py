@@ -1,0 +1,149 @@
+"""Importance-sampling policy (Algorithm 7 of Daghaghi et al., made precise).
+
+Given scores s_1..s_n >= 0 (estimated losses) and a target ratio rho, the acceptance
+probabilities are p_i = clip(c * s_i, p_min, 1), with c chosen by water-filling so that
+mean(p) = rho (items capped at 1 hand their excess to the rest). Item i is accepted with
+probability p_i and then carries weight 1 / p_i, so E[accepted_i * weight_i] = 1 for every item:
+the weighted loss is an unbiased estimate of the full-data loss.
+
+Negative scores carry no priority (they are treated as 0). With ``p_min = 0`` an item of score 0
+is never accepted, which makes the estimate biased for such items; keep ``p_min > 0`` for
+unbiasedness.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from nws_server.errors import InvalidArgument
+
+DEFAULT_P_MIN = 0.05
+
+
+def _validate(scores: np.ndarray, ratio: float, p_min: float) -> np.ndarray:
+    s = np.asarray(scores, dtype=np.float64)
+    if s.ndim != 1:
+        raise InvalidArgument(f"scores must be 1-D, got shape {list(s.shape)}")
+    if not np.isfinite(s).all():
+        raise InvalidArgument("scores contain non-finite values")
+    if not (isinstance(ratio, (int, float)) and 0.0 < ratio <= 1.0):
+        raise InvalidArgument(f"ratio must be in (0, 1], got {ratio}")
+    if not (isinstance(p_min, (int, float)) and 0.0 <= p_min <= ratio):
+        raise InvalidArgument(f"p_min must be in [0, ratio={ratio}], got {p_min}")
+    return np.maximum(s, 0.0)
+
+
+def probabilities(scores: np.ndarray, ratio: float, p_min: float = DEFAULT_P_MIN) -> np.ndarray:
+    """Acceptance probabilities p_i = clip(c * s_i, p_min, 1) with mean(p) = ratio.
+
+    Exact up to float error whenever feasible. If the positive scores cannot absorb the budget
+    even at p = 1 (too few positive items), they get 1 and the zero-score items share the rest
+    equally, so the mean is still ``ratio`` and p stays monotone in the score.
+    """
+    s = _validate(scores, ratio, p_min)
+    n = s.shape[0]
+    if n == 0:
+        return np.zeros(0)
+    target = ratio * n
+    if ratio >= 1.0:
+        return np.ones(n)
+    positive = s > 0
+    n_pos = int(positive.sum())
+    if n_pos == 0:
+        return np.full(n, ratio)
+    if p_min >= ratio:
+        return np.full(n, ratio)
+    if n_pos + (n - n_pos) * p_min >= target:
+        s = s / float(s.max())
+        c = _water_fill(s, p_min, target)
+        return np.clip(c * s, p_min, 1.0)
+    p = np.ones(n)
+    p[~positive] = (target - n_pos) / (n - n_pos)
+    return p
+
+
+def _water_fill(s: np.ndarray, p_min: float, target: float) -> float:
+    """Solve sum_i clip(c * s_i, p_min, 1) = target for c > 0 (the sum is monotone in c).
+
+    ``s`` is normalised so that max(s) = 1. Bisection on log(c) brackets the solution to machine
+    precision (scores may span hundreds of orders of magnitude); then c is solved exactly on the
+    linear segment found: the items strictly between floor and cap scale with c.
+    """
+
+    def total(c: float) -> float:
+        return float(np.clip(c * s, p_min, 1.0).sum())
+
+    lo = math.log(1e-300)
+    hi = -math.log(float(s[s > 0].min()))  # at c = 1 / min positive score all positives cap
+    for _ in range(200):
+        mid = 0.5 * (lo + hi)
+        if total(math.exp(mid)) < target:
+            lo = mid
+        else:
+            hi = mid
+        if hi - lo <= 1e-15:
+            break
+    c = math.exp(hi)
+    p = c * s
+    capped, floored = p >= 1.0, p <= p_min
+    inside = ~(capped | floored)
+    s_mid = float(s[inside].sum())
+    if s_mid > 0:
+        c = (target - float(capped.sum()) - p_min * float(floored.sum())) / s_mid
+    return c
+
+
+def sample(
+    scores: np.ndarray,
+    ratio: float,
+    p_min: float = DEFAULT_P_MIN,
+    generator: np.random.Generator | None = None,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Draw acceptances. Returns (accepted mask, weights 1/p for accepted else 0, p)."""
+    p = probabilities(scores, ratio, p_min)
+    rng = generator if generator is not None else np.random.default_rng()
+    accepted = rng.random(p.shape[0]) < p
+    weights = np.where(accepted, 1.0 / np.where(p > 0, p, 1.0), 0.0)
+    return accepted, weights, p
+
+
+def in_warmup(observations: int, warmup: int) -> bool:
+    """During warm-up (fewer than ``warmup`` observations) everything is accepted with weight 1."""
+    return observations < warmup
+
+
+@dataclass
+class UpdateSchedule:
+    """The paper's decaying update frequency: every step at first, then exponentially rarer.
+
+    Steps ``0 .. dense_steps - 1`` all update. After that the gap between updates starts at 1 and
+    is multiplied by ``growth`` after every update, capped at ``max_interval``.
+    """
+
+    dense_steps: int = 100
+    growth: float = 1.0
+    max_interval: int = 1
+
+    def __post_init__(self) -> None:
+        if self.dense_steps < 0:
+            raise InvalidArgument(f"dense_steps must be >= 0, got {self.dense_steps}")
+        if not (math.isfinite(self.growth) and self.growth >= 1.0):
+            raise InvalidArgument(f"growth must be >= 1, got {self.growth}")
+        if self.max_interval < 1:
+            raise InvalidArgument(f"max_interval must be >= 1, got {self.max_interval}")
+        self._next = 0
+        self._gap = 1.0
+
+    def due(self, step: int) -> bool:
+        """Whether the trainer should stream losses to the sketch at ``step`` (call in order)."""
+        if step < self.dense_steps:
+            self._next = step + 1
+            return True
+        if step < self._next:
+            return False
+        self._next = step + max(1, min(self.max_interval, int(self._gap)))
+        self._gap *= self.growth
+        return True
