@@ -19,7 +19,7 @@ $(STAMP): pyproject.toml requirements.lock requirements-data.txt
 install: $(STAMP)
 
 demo: $(STAMP)
-	$(PY) -m nws_trainer.demo
+	$(PY) -m nws_server.demo
 
 test: $(STAMP)
 	$(PY) -m pytest

@@ -222,7 +222,9 @@ def as_embeddings(x: Any, dim: int, name: str = "embeddings") -> torch.Tensor:
                 "torch.", ""
             )
         )
-    if not bool(torch.isfinite(t).all()):
+    # a finite sum proves every entry finite (NaN and inf propagate); only on a non-finite sum
+    # (bad data, or an overflow of huge finite values) is the elementwise check needed
+    if not bool(torch.isfinite(t.sum())) and not bool(torch.isfinite(t).all()):
         bad = int((~torch.isfinite(t)).any(dim=1).nonzero()[0, 0])
         raise InvalidArgument(f"{name} contain non-finite values (first at row {bad})")
     return t
@@ -362,9 +364,10 @@ class NWSketch:
         if n == 0:
             empty = torch.zeros(0, dtype=torch.float64)
             return Estimates(empty, empty.clone(), torch.zeros(0, dtype=torch.bool))
-        idx = self._hasher.flat_index(x.to(self.device, torch.float32))
-        top = self._top[idx].to(torch.float64)
-        bottom = self._bottom[idx].to(torch.float64)
+        idx = self._hasher.flat_index(x.to(self.device, torch.float32)).reshape(-1)
+        shape = (n, self._config.rows)
+        top = self._top.index_select(0, idx).view(shape).to(torch.float64)
+        bottom = self._bottom.index_select(0, idx).view(shape).to(torch.float64)
         num, den = self._aggregate(top), self._aggregate(bottom)
         empty_den = den <= 0
         values = torch.where(
