@@ -1,5 +1,6 @@
 # The README's two commands: `make demo` and `make test`. Both build the environment first.
 PYTHON ?= python3
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
@@ -9,6 +10,9 @@ STAMP := $(VENV)/.installed
 all: test
 
 $(STAMP): pyproject.toml requirements.lock requirements-data.txt
+	@# redis-server: the tests start a real one on a loopback port
+	@command -v redis-server >/dev/null || $(SUDO) apt-get install -y redis-server \
+		|| { $(SUDO) apt-get update && $(SUDO) apt-get install -y redis-server; }
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -r requirements.lock

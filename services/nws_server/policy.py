@@ -50,14 +50,14 @@ def probabilities(scores: np.ndarray, ratio: float, p_min: float = DEFAULT_P_MIN
     target = ratio * n
     if ratio >= 1.0:
         return np.ones(n)
+    if p_min >= ratio or float(s.max()) <= 0:
+        return np.full(n, ratio)
+    # scale invariance: normalise to max 1; scores 1e300 times below the top count as zero
+    s = s / float(s.max())
+    s[s < 1e-300] = 0.0
     positive = s > 0
     n_pos = int(positive.sum())
-    if n_pos == 0:
-        return np.full(n, ratio)
-    if p_min >= ratio:
-        return np.full(n, ratio)
     if n_pos + (n - n_pos) * p_min >= target:
-        s = s / float(s.max())
         c = _water_fill(s, p_min, target)
         return np.clip(c * s, p_min, 1.0)
     p = np.ones(n)
@@ -92,7 +92,10 @@ def _water_fill(s: np.ndarray, p_min: float, target: float) -> float:
     inside = ~(capped | floored)
     s_mid = float(s[inside].sum())
     if s_mid > 0:
-        c = (target - float(capped.sum()) - p_min * float(floored.sum())) / s_mid
+        exact = (target - float(capped.sum()) - p_min * float(floored.sum())) / s_mid
+        # keep the exact solution only if it is closer (it is, unless an item sat on a kink)
+        if abs(total(exact) - target) < abs(total(c) - target):
+            c = exact
     return c
 
 
