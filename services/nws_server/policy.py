@@ -99,18 +99,75 @@ def _water_fill(s: np.ndarray, p_min: float, target: float) -> float:
     return c
 
 
+def transform_scores(
+    scores: np.ndarray,
+    *,
+    power: float = 1.0,
+    baseline_quantile: float | None = None,
+    rank: bool = False,
+) -> np.ndarray:
+    """Turn estimated losses into priorities before :func:`probabilities`.
+
+    - ``rank``: replace scores by their normalised ranks in (0, 1] (ties share the mean rank):
+      insensitive to the scale and flatness of the estimates.
+    - ``baseline_quantile``: subtract that quantile of the scores (floor 0), so only the part of a
+      loss above the typical one buys priority.
+    - ``power``: sharpen (> 1) or flatten (< 1): priority = score ** power.
+
+    Any transform keeps the sampling unbiased as long as the weights are 1/p (``temper=1``).
+    """
+    s = np.maximum(np.asarray(scores, dtype=np.float64), 0.0)
+    if not (math.isfinite(power) and power > 0):
+        raise InvalidArgument(f"power must be > 0, got {power}")
+    if s.size == 0:
+        return s
+    if not np.isfinite(s).all():
+        raise InvalidArgument("scores contain non-finite values")
+    if rank:
+        order = np.argsort(s, kind="stable")
+        ranks = np.empty(s.size)
+        ranks[order] = np.arange(1, s.size + 1)
+        # ties share their mean rank
+        _, inverse, counts = np.unique(s, return_inverse=True, return_counts=True)
+        sums = np.bincount(inverse, weights=ranks)
+        s = (sums / counts)[inverse] / s.size
+    if baseline_quantile is not None:
+        if not 0.0 <= baseline_quantile < 1.0:
+            raise InvalidArgument(f"baseline_quantile must be in [0, 1), got {baseline_quantile}")
+        s = np.maximum(s - float(np.quantile(s, baseline_quantile)), 0.0)
+    return s**power if power != 1.0 else s
+
+
+def importance_weights(accepted: np.ndarray, p: np.ndarray, temper: float = 1.0) -> np.ndarray:
+    """Weights (1/p)^temper for accepted items, 0 for the others.
+
+    ``temper = 1`` is unbiased: E[accepted * weight] = 1 per item. ``temper = 0`` is pure
+    prioritisation (weight 1). In between, E[accepted * weight] = p^(1 - temper) < 1, so items
+    that are rarely chosen (low estimated loss) are under-counted: a bias towards hard examples
+    traded for lower variance.
+    """
+    if not (math.isfinite(temper) and 0.0 <= temper <= 1.0):
+        raise InvalidArgument(f"temper must be in [0, 1], got {temper}")
+    safe = np.where(p > 0, p, 1.0)
+    return np.where(accepted, safe ** (-temper), 0.0)
+
+
 def sample(
     scores: np.ndarray,
     ratio: float,
     p_min: float = DEFAULT_P_MIN,
     generator: np.random.Generator | None = None,
+    *,
+    temper: float = 1.0,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Draw acceptances. Returns (accepted mask, weights 1/p for accepted else 0, p)."""
+    """Draw acceptances. Returns (accepted mask, weights (1/p)^temper for accepted else 0, p).
+
+    Apply :func:`transform_scores` to the scores first to sharpen, rank or baseline them.
+    """
     p = probabilities(scores, ratio, p_min)
     rng = generator if generator is not None else np.random.default_rng()
     accepted = rng.random(p.shape[0]) < p
-    weights = np.where(accepted, 1.0 / np.where(p > 0, p, 1.0), 0.0)
-    return accepted, weights, p
+    return accepted, importance_weights(accepted, p, temper), p
 
 
 def in_warmup(observations: int, warmup: int) -> bool:

@@ -11,7 +11,14 @@ from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
 from nws_server.errors import InvalidArgument
-from nws_server.policy import UpdateSchedule, in_warmup, probabilities, sample
+from nws_server.policy import (
+    UpdateSchedule,
+    importance_weights,
+    in_warmup,
+    probabilities,
+    sample,
+    transform_scores,
+)
 
 # losses: zero or between 1e-6 and 1e4 (the policy treats scores 1e300 below the top as zero)
 scores_st = arrays(
@@ -136,3 +143,37 @@ def test_update_schedule_is_dense_then_exponentially_sparser():
     assert all(always.due(s) for s in range(20))
     with pytest.raises(InvalidArgument):
         UpdateSchedule(growth=0.5)
+
+
+def test_transform_scores_sharpens_ranks_and_subtracts_a_baseline():
+    s = np.array([1.0, 2.0, 2.0, 4.0])
+    assert np.allclose(transform_scores(s, power=2), [1, 4, 4, 16])
+    assert np.allclose(transform_scores(s, rank=True), [0.25, 0.625, 0.625, 1.0])
+    assert np.allclose(transform_scores(s, baseline_quantile=0.5), [0, 0, 0, 2])
+    # sharpening spreads the probabilities of flat estimates
+    flat = np.linspace(0.9, 1.1, 100)
+    spread = probabilities(transform_scores(flat, power=8), 0.4, 0.05)
+    assert np.ptp(spread) > 3 * np.ptp(probabilities(flat, 0.4, 0.05))
+    with pytest.raises(InvalidArgument, match="power"):
+        transform_scores(s, power=0)
+    with pytest.raises(InvalidArgument, match="baseline_quantile"):
+        transform_scores(s, baseline_quantile=1.0)
+
+
+def test_tempered_weights_follow_p_to_the_one_minus_temper():
+    """E[accepted * (1/p)^beta] = p^(1 - beta): biased below 1 unless beta = 1, checked within
+    4.5 standard errors (sd of accepted * w is sqrt(p (1 - p)) * p^-beta)."""
+    rng = np.random.default_rng(5)
+    scores = np.array([0.1, 0.5, 1.0, 3.0])
+    trials, beta = 40_000, 0.5
+    total = np.zeros(4)
+    for _ in range(trials):
+        acc, w, p = sample(scores, 0.5, 0.05, rng, temper=beta)
+        total += acc * w
+    expected = p ** (1 - beta)
+    se = np.sqrt(p * (1 - p)) * p**-beta / np.sqrt(trials)
+    assert np.all(np.abs(total / trials - expected) <= 4.5 * se + 1e-12)
+    acc, w, _ = sample(scores, 0.5, 0.05, rng, temper=0.0)
+    assert np.all(w[acc] == 1.0)
+    with pytest.raises(InvalidArgument, match="temper"):
+        importance_weights(acc, p, temper=2.0)
