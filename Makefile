@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: all install demo test lint format bench clean
+.PHONY: all install demo test lint format bench proto clean
 
 all: test
 
@@ -23,7 +23,7 @@ $(STAMP): pyproject.toml requirements.lock requirements-data.txt
 install: $(STAMP)
 
 demo: $(STAMP)
-	$(PY) -m nws_server.demo
+	$(PY) -m nws_trainer.demo
 
 test: $(STAMP)
 	$(PY) -m pytest
@@ -36,6 +36,11 @@ lint: $(STAMP)
 format: $(STAMP)
 	$(PY) -m ruff format .
 	$(PY) -m ruff check --fix .
+
+# Regenerate the gRPC / protobuf stubs of proto/nws/v1 into client/nws_client/_gen (checked for
+# drift by tests/integration/test_proto_drift.py).
+proto: $(STAMP)
+	$(PY) scripts/gen_proto.py
 
 bench: $(STAMP)
 	$(PY) benchmarks/estimator_error.py

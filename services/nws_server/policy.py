@@ -66,37 +66,36 @@ def probabilities(scores: np.ndarray, ratio: float, p_min: float = DEFAULT_P_MIN
 
 
 def _water_fill(s: np.ndarray, p_min: float, target: float) -> float:
-    """Solve sum_i clip(c * s_i, p_min, 1) = target for c > 0 (the sum is monotone in c).
+    """Solve sum_i clip(c * s_i, p_min, 1) = target for c > 0, exactly, in O(n log n).
 
-    ``s`` is normalised so that max(s) = 1. Bisection on log(c) brackets the solution to machine
-    precision (scores may span hundreds of orders of magnitude); then c is solved exactly on the
-    linear segment found: the items strictly between floor and cap scale with c.
+    The sum is piecewise linear and non-decreasing in c, with kinks at c = 1/s_i (item i caps)
+    and c = p_min/s_i (item i leaves the floor). All kinks are evaluated at once with sorted
+    scores and prefix sums; on the segment where the sum crosses ``target`` the capped and
+    floored sets are fixed, and c follows from one linear equation.
     """
+    n = s.shape[0]
+    s_asc = np.sort(s)
+    prefix = np.concatenate([[0.0], np.cumsum(s_asc)])
+    pos = s_asc[s_asc > 0]
+    kinks = np.unique(np.concatenate([1.0 / pos, p_min / pos]) if p_min > 0 else 1.0 / pos)
 
-    def total(c: float) -> float:
-        return float(np.clip(c * s, p_min, 1.0).sum())
+    def regime(c: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        with np.errstate(over="ignore", divide="ignore"):
+            hi = np.searchsorted(s_asc, 1.0 / c, side="left")  # s >= 1/c: capped at 1
+            lo = np.searchsorted(s_asc, p_min / c, side="right")  # s <= p_min/c: on the floor
+        lo = np.minimum(lo, hi)
+        return n - hi, lo, prefix[hi] - prefix[lo]
 
-    lo = math.log(1e-300)
-    hi = -math.log(float(s[s > 0].min()))  # at c = 1 / min positive score all positives cap
-    for _ in range(200):
-        mid = 0.5 * (lo + hi)
-        if total(math.exp(mid)) < target:
-            lo = mid
-        else:
-            hi = mid
-        if hi - lo <= 1e-15:
-            break
-    c = math.exp(hi)
-    p = c * s
-    capped, floored = p >= 1.0, p <= p_min
-    inside = ~(capped | floored)
-    s_mid = float(s[inside].sum())
-    if s_mid > 0:
-        exact = (target - float(capped.sum()) - p_min * float(floored.sum())) / s_mid
-        # keep the exact solution only if it is closer (it is, unless an item sat on a kink)
-        if abs(total(exact) - target) < abs(total(c) - target):
-            c = exact
-    return c
+    n_cap, n_floor, s_mid = regime(kinks)
+    totals = n_cap + kinks * s_mid + p_min * n_floor
+    j = int(np.searchsorted(totals, target * (1 - 1e-15), side="left"))
+    j = min(j, len(kinks) - 1)
+    left = kinks[j - 1] if j > 0 else 0.0
+    c_mid = np.array([0.5 * (left + kinks[j])])
+    cap, floor, mid = (float(v[0]) for v in regime(c_mid))
+    if mid > 0:
+        return (target - cap - p_min * floor) / mid
+    return float(kinks[j])
 
 
 def transform_scores(

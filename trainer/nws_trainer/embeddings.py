@@ -123,6 +123,7 @@ def cached_embeddings(
     cache_dir: str | Path | None = None,
     max_length: int = 64,
     batch_size: int = 64,
+    progress: bool = False,
 ) -> tuple[np.ndarray, EmbeddingInfo]:
     """Return mean-pooled embeddings of ``ds`` (float32 ``[n, hidden]``), cached on disk.
 
@@ -141,7 +142,9 @@ def cached_embeddings(
 
     start = time.perf_counter()
     encoder = Encoder(model_dir)
-    arr = encoder.encode(ds.texts, ds.text_pairs, batch_size=batch_size, max_length=max_length)
+    arr = encoder.encode(
+        ds.texts, ds.text_pairs, batch_size=batch_size, max_length=max_length, progress=progress
+    )
     seconds = time.perf_counter() - start
     info = EmbeddingInfo(fp, npy, seconds, False, tuple(arr.shape))
 

@@ -10,10 +10,21 @@ import shutil
 from collections.abc import Sequence
 from importlib import resources
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
-from transformers import AutoModel, AutoTokenizer, BertConfig, BertForSequenceClassification
+from tqdm.auto import tqdm
+from transformers import (
+    AutoConfig,
+    AutoModel,
+    AutoModelForSequenceClassification,
+    AutoTokenizer,
+    BertConfig,
+    BertForSequenceClassification,
+    PreTrainedModel,
+)
+from transformers.utils import logging as hf_logging
 
 WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")
 WEIGHT_INDEX_FILES = ("model.safetensors.index.json", "pytorch_model.bin.index.json")
@@ -110,13 +121,15 @@ class Encoder:
         text_pairs: Sequence[str] | None = None,
         batch_size: int = 64,
         max_length: int = 64,
+        progress: bool = False,
     ) -> np.ndarray:
         """Embed ``texts`` (with ``text_pairs`` as second segments) as float32 ``[n, hidden]``."""
         if text_pairs is not None and len(text_pairs) != len(texts):
             raise ValueError(f"{len(texts)} texts but {len(text_pairs)} text pairs")
         out = np.empty((len(texts), self.hidden_size), dtype=np.float32)
+        starts = range(0, len(texts), batch_size)
         with torch.inference_mode():
-            for start in range(0, len(texts), batch_size):
+            for start in tqdm(starts, desc="embeddings", unit="batch", disable=not progress):
                 stop = min(start + batch_size, len(texts))
                 pairs = None if text_pairs is None else list(text_pairs[start:stop])
                 batch = self.tokenizer(
@@ -128,10 +141,54 @@ class Encoder:
                     return_tensors="pt",
                 ).to(self.device)
                 hidden = self.model(**batch).last_hidden_state
-                mask = batch["attention_mask"].unsqueeze(-1).to(hidden.dtype)
-                pooled = (hidden * mask).sum(dim=1) / mask.sum(dim=1).clamp(min=1e-9)
+                pooled = mean_pool(hidden, batch["attention_mask"])
                 out[start:stop] = pooled.float().cpu().numpy()
         return out
+
+
+def mean_pool(hidden: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+    """Mean of the hidden states [n, t, h] over the real (unmasked) tokens: [n, h]."""
+    mask = attention_mask.unsqueeze(-1).to(hidden.dtype)
+    return (hidden * mask).sum(dim=1) / mask.sum(dim=1).clamp(min=1e-9)
+
+
+def quiet_transformers() -> None:
+    """Silence transformers' load reports and progress bars (our own log says what matters)."""
+    hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()
+
+
+def load_tokenizer(model_dir: str | Path) -> Any:
+    """The model folder's tokenizer; ``ValueError`` when the folder has none that loads."""
+    quiet_transformers()
+    try:
+        return AutoTokenizer.from_pretrained(model_dir, local_files_only=True)
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise ValueError(f"{model_dir}: cannot load its tokenizer: {exc}") from exc
+
+
+def load_classifier(model_dir: str | Path, num_labels: int) -> PreTrainedModel:
+    """A sequence-classification model from a local folder with a (new) ``num_labels`` head.
+
+    Encoder-only checkpoints (like all-MiniLM-L6-v2) get a freshly initialised classification
+    head, drawn from the global torch RNG (seed it first). Raises ``ValueError`` when the folder's
+    architecture has no sequence-classification form.
+    """
+    model_dir = validate_model_dir(model_dir)
+    quiet_transformers()
+    try:
+        config = AutoConfig.from_pretrained(model_dir, local_files_only=True)
+    except (OSError, ValueError, KeyError) as exc:
+        raise ValueError(f"{model_dir}: config.json does not describe a model: {exc}") from exc
+    config.num_labels = num_labels
+    try:
+        return AutoModelForSequenceClassification.from_pretrained(
+            model_dir, config=config, local_files_only=True, ignore_mismatched_sizes=True
+        )
+    except (OSError, ValueError, KeyError, RuntimeError) as exc:
+        raise ValueError(
+            f"{model_dir}: cannot load as a sequence-classification model: {exc}"
+        ) from exc
 
 
 def make_tiny_bert(path: str | Path, num_labels: int = 2, seed: int = 0) -> Path:

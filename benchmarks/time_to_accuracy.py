@@ -1,0 +1,289 @@
+"""Time to accuracy: several strategies side by side, over several seeds, on one split and model.
+
+Every run uses the same train / test split, model and hyper-parameters; only the strategy (and
+its batching mode) and the seed change. The target is ``full``'s final test accuracy (mean over
+seeds); each strategy reports the training wall-clock and steps at which it first reaches it,
+with ``nws``'s one-time embedding pass counted in its wall-clock (and also shown apart).
+
+Writes ``<results>/time_to_accuracy.md`` (the table, the settings and the machine),
+``time_to_accuracy.png`` (curves of every run) and ``time_to_accuracy.json`` (raw numbers).
+Each run keeps its own folder under ``--runs-dir``; ``--resume`` reuses runs already finished.
+
+    python benchmarks/time_to_accuracy.py --quick                 # a few minutes: smoke test
+    python benchmarks/time_to_accuracy.py --seeds 0,1,2           # the committed table
+    python benchmarks/time_to_accuracy.py --strategies full,nws:shrink,uniform:shrink
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import shlex
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from nws_trainer.config import STRATEGIES, TrainConfig
+from nws_trainer.plots import plot_curves
+from nws_trainer.prepare import environment, prepare
+from nws_trainer.report import mean_sd, run_facts
+from nws_trainer.train import Trainer
+
+ROOT = Path(__file__).resolve().parent
+
+
+def parse_strategies(text: str) -> list[tuple[str, str]]:
+    """'full,nws,uniform:shrink' -> [(strategy, batching), ...] (batching defaults to fill)."""
+    out = []
+    for item in text.split(","):
+        name, _, batching = item.strip().partition(":")
+        batching = batching or "fill"
+        if name not in STRATEGIES:
+            raise argparse.ArgumentTypeError(f"unknown strategy {name!r}; one of {STRATEGIES}")
+        if batching not in ("fill", "shrink"):
+            raise argparse.ArgumentTypeError(f"batching must be fill or shrink, got {batching!r}")
+        out.append((name, batching))
+    if not any(s == "full" for s, _ in out):
+        raise argparse.ArgumentTypeError("the strategies must include full (it sets the target)")
+    return out
+
+
+def _seeds(text: str) -> list[int]:
+    return [int(s) for s in text.split(",") if s.strip()]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument(
+        "--strategies",
+        type=parse_strategies,
+        default=parse_strategies("full,uniform,nws,selective-backprop"),
+        help="comma-separated strategy[:fill|shrink] (default: full,uniform,nws,"
+        "selective-backprop)",
+    )
+    p.add_argument("--seeds", type=_seeds, default=[0, 1, 2], help="comma-separated run seeds")
+    p.add_argument("--model", type=Path, help="local model folder (default: packaged MiniLM)")
+    p.add_argument("--train-size", type=int, default=6000)
+    p.add_argument("--test-size", type=int, default=2000)
+    p.add_argument("--epochs", type=int, default=1)
+    p.add_argument("--time-budget", type=float, help="stop every run after this many seconds")
+    p.add_argument("--eval-every", type=int, default=25)
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--max-seq-len", type=int, default=64)
+    p.add_argument("--lr", type=float, default=5e-5)
+    p.add_argument("--lr-schedule", choices=("constant", "linear"), default="constant")
+    p.add_argument("--ratio", type=float, default=0.4)
+    p.add_argument("--p-min", type=float, default=0.05)
+    p.add_argument("--warmup-steps", type=int, default=50)
+    p.add_argument("--probe-size", type=int, default=512)
+    p.add_argument("--num-workers", type=int, default=0)
+    p.add_argument("--sketch-endpoint", help="HOST:PORT (default: an embedded server per run)")
+    p.add_argument("--results", type=Path, default=ROOT / "results", help="table + png folder")
+    p.add_argument("--runs-dir", type=Path, default=Path("runs/time_to_accuracy"))
+    p.add_argument("--resume", action="store_true", help="reuse runs that already finished")
+    p.add_argument(
+        "--quick",
+        action="store_true",
+        help="smoke-test size: 600 train / 300 test, seed 0, eval every 5, warm-up 5",
+    )
+    p.add_argument("--no-progress", action="store_true")
+    return p
+
+
+def base_config(args: argparse.Namespace) -> TrainConfig:
+    return TrainConfig(
+        model=args.model,
+        train_size=args.train_size,
+        test_size=args.test_size,
+        epochs=args.epochs,
+        time_budget=args.time_budget,
+        eval_every=args.eval_every,
+        batch_size=args.batch_size,
+        max_seq_len=args.max_seq_len,
+        lr=args.lr,
+        lr_schedule=args.lr_schedule,
+        ratio=args.ratio,
+        p_min=args.p_min,
+        warmup_steps=args.warmup_steps,
+        probe_size=args.probe_size,
+        num_workers=args.num_workers,
+        sketch_endpoint=args.sketch_endpoint,
+        progress=not args.no_progress,
+    ).validate()
+
+
+def label(strategy: str, batching: str) -> str:
+    return strategy if strategy == "full" or batching == "fill" else f"{strategy} ({batching})"
+
+
+def run_one(cfg: TrainConfig, resume: bool) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    summary_path = cfg.output / "summary.json"
+    if resume and summary_path.is_file():
+        summary = json.loads(summary_path.read_text())
+        if summary.get("config") == json.loads(json.dumps(cfg.to_dict())):
+            rows = [
+                json.loads(x) for x in (cfg.output / "metrics.jsonl").read_text().split("\n") if x
+            ]
+            print(f"reusing {cfg.output}", flush=True)
+            return summary, rows
+    result = Trainer(prepare(cfg)).run()
+    return result.summary, result.metrics
+
+
+def aggregate(
+    runs: dict[str, list[tuple[dict[str, Any], list[dict[str, Any]]]]], target: float
+) -> dict[str, dict[str, list[Any]]]:
+    """label -> fact name -> one value per seed."""
+    table: dict[str, dict[str, list[Any]]] = {}
+    for name, seed_runs in runs.items():
+        per_seed = [run_facts(s, rows, target) for s, rows in seed_runs]
+        table[name] = {k: [f[k] for f in per_seed] for k in per_seed[0]}
+    return table
+
+
+def _pct(values: list[Any]) -> str:
+    return mean_sd([None if v is None else 100 * v for v in values], "{:.1f} %")
+
+
+def markdown(
+    facts: dict[str, dict[str, list[Any]]],
+    target: float,
+    args: argparse.Namespace,
+    cfg: TrainConfig,
+    env: dict[str, Any],
+    seconds: float,
+) -> str:
+    n = len(args.seeds)
+    lines = [
+        "# Time to accuracy",
+        "",
+        f"Target: `full`'s final test accuracy, mean over {n} seed(s): **{target:.4f}**. "
+        "Wall-clock is training time with evaluation excluded, plus (for `nws`) the one-time "
+        "embedding pass. 'reached' counts the seeds that got to the target.",
+        "",
+        "| strategy | final accuracy | wall-clock to target (s) | reached | steps to target "
+        "| total wall-clock (s) | of which embeddings (s) | examples fwd | examples bwd "
+        "| s / step | sampling overhead |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for name, f in facts.items():
+        reached = sum(v is not None for v in f["time_to_target"])
+        lines.append(
+            f"| {name} | {mean_sd(f['final_accuracy'], '{:.4f}')} "
+            f"| {mean_sd(f['time_to_target'], '{:.0f}')} | {reached}/{n} "
+            f"| {mean_sd(f['steps_to_target'], '{:.0f}')} "
+            f"| {mean_sd(f['wall_seconds'], '{:.0f}')} "
+            f"| {mean_sd(f['embedding_seconds'], '{:.0f}')} "
+            f"| {mean_sd(f['forwarded'], '{:.0f}')} | {mean_sd(f['backpropagated'], '{:.0f}')} "
+            f"| {mean_sd(f['seconds_per_step'], '{:.2f}')} | {_pct(f['sampling_overhead'])} |"
+        )
+    lines += [
+        "",
+        "## Sampling diagnostics",
+        "",
+        "Means over evaluation windows, then over seeds. est. CV: spread of the estimates "
+        "within a candidate chunk; ESS: effective sample size of a batch's weights as a share "
+        "of its size; rho(est, loss): Spearman between the estimate taken at sampling time and "
+        "the loss then observed on trained examples; rho(probe): Spearman between the sketch's "
+        "estimates and the current model's true losses on a fixed probe set at the end.",
+        "",
+        "| strategy | acceptance | est. CV | ESS / batch | max weight | prior hits "
+        "| rho(est, loss) | rho(probe) |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for name, f in facts.items():
+        if name == "full":
+            continue
+        lines.append(
+            f"| {name} | {mean_sd(f['acceptance_rate'], '{:.2f}')} "
+            f"| {mean_sd(f['estimate_cv'], '{:.3f}')} | {mean_sd(f['ess_fraction'], '{:.3f}')} "
+            f"| {mean_sd(f['max_weight'], '{:.1f}')} | {_pct(f['prior_hit_rate'])} "
+            f"| {mean_sd(f['spearman_trained'], '{:.2f}')} "
+            f"| {mean_sd(f['probe_spearman'], '{:.2f}')} |"
+        )
+    settings = {
+        k: v
+        for k, v in cfg.to_dict().items()
+        if k
+        in (
+            "train_size",
+            "test_size",
+            "epochs",
+            "time_budget",
+            "batch_size",
+            "max_seq_len",
+            "lr",
+            "lr_schedule",
+            "ratio",
+            "p_min",
+            "warmup_steps",
+            "eval_every",
+            "sketch_rows",
+            "sketch_bits",
+            "num_workers",
+        )
+    }
+    lines += [
+        "",
+        "## Settings and machine",
+        "",
+        f"- command: `{' '.join(shlex.quote(a) for a in sys.argv)}`",
+        f"- date: {dt.datetime.now().astimezone().isoformat(timespec='seconds')}; "
+        f"benchmark took {seconds / 60:.0f} min",
+        f"- model: {cfg.model or 'packaged all-MiniLM-L6-v2'}; data: packaged Rotten Tomatoes "
+        f"(split seed {cfg.split_seed}); seeds: {args.seeds}",
+        "- settings: " + ", ".join(f"{k}={v}" for k, v in settings.items()),
+        f"- machine: {env['cpu']}, {env['cpu_count']} CPUs, torch {env['torch']} "
+        f"({env['torch_threads']} threads), {env['platform']}"
+        + (f", GPU {env['cuda']}" if env.get("cuda") else ""),
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if args.quick:
+        args.train_size, args.test_size, args.seeds = 600, 300, args.seeds[:1]
+        args.eval_every, args.warmup_steps, args.probe_size = 5, 5, 128
+    cfg = base_config(args)
+    started = time.perf_counter()
+    runs: dict[str, list[tuple[dict[str, Any], list[dict[str, Any]]]]] = {}
+    total = len(args.strategies) * len(args.seeds)
+    k = 0
+    for seed in args.seeds:
+        for strategy, batching in args.strategies:
+            k += 1
+            name = label(strategy, batching)
+            folder = args.runs_dir / f"{strategy}-{batching}-seed{seed}"
+            print(f"\n=== [{k}/{total}] {name}, seed {seed} -> {folder}", flush=True)
+            run_cfg = cfg.replace(strategy=strategy, batching=batching, seed=seed, output=folder)
+            runs.setdefault(name, []).append(run_one(run_cfg, args.resume))
+    target = float(np.mean([s["final"]["test_accuracy"] for s, _ in runs["full"]]))
+    facts = aggregate(runs, target)
+    seconds = time.perf_counter() - started
+    env = environment()
+    args.results.mkdir(parents=True, exist_ok=True)
+    text = markdown(facts, target, args, cfg, env, seconds)
+    (args.results / "time_to_accuracy.md").write_text(text)
+    (args.results / "time_to_accuracy.json").write_text(
+        json.dumps({"target": target, "facts": facts, "environment": env}, indent=2) + "\n"
+    )
+    plot_curves(
+        {name: [rows for _, rows in seed_runs] for name, seed_runs in runs.items()},
+        args.results / "time_to_accuracy.png",
+        title=f"Time to accuracy ({len(args.seeds)} seed(s); dashed: full's final accuracy)",
+        target=target,
+    )
+    print("\n" + text)
+    print(f"wrote {args.results / 'time_to_accuracy.md'} and time_to_accuracy.png")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

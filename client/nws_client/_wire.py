@@ -1,0 +1,165 @@
+"""numpy <-> ``nws.v1`` messages, on the client side (no torch)."""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from typing import Any, Literal
+
+import numpy as np
+from google.protobuf.timestamp_pb2 import Timestamp
+from nws.v1 import sketch_pb2 as pb
+
+from nws_client.errors import InvalidArgument
+from nws_client.results import (
+    ScoreResult,
+    SketchConfig,
+    SketchInfo,
+    SketchStats,
+    UpdateResult,
+)
+
+WireDType = Literal["float32", "float16", "bfloat16"]
+WIRE_DTYPES: tuple[WireDType, ...] = ("float32", "float16", "bfloat16")
+
+_ESTIMATORS = {"mean": pb.ESTIMATOR_MEAN, "median_of_means": pb.ESTIMATOR_MEDIAN_OF_MEANS}
+_ACCUMULATORS = {"float64": pb.ACCUMULATOR_FLOAT64, "float32": pb.ACCUMULATOR_FLOAT32}
+
+
+def as_batch(embeddings: Any, name: str = "embeddings") -> np.ndarray:
+    """A 2-D float array; anything array-like (lists, numpy, CPU torch tensors) is accepted."""
+    a = np.asarray(embeddings)
+    if a.ndim != 2:
+        raise InvalidArgument(
+            f"{name} must be a 2-D [n, dim] array (one row per example; a single example is "
+            f"x[None, :]), got shape {list(a.shape)}"
+        )
+    if a.dtype.kind != "f" and a.dtype.name != "bfloat16":
+        raise InvalidArgument(f"{name} must be floats, got dtype {a.dtype}")
+    return a
+
+
+def as_values(values: Any, n: int) -> np.ndarray:
+    v = np.asarray(values)
+    if v.ndim != 1 or v.shape[0] != n:
+        raise InvalidArgument(f"values must have shape [{n}] (one per row), got {list(v.shape)}")
+    if v.dtype.kind not in "fiu":
+        raise InvalidArgument(f"values must be real numbers, got dtype {v.dtype}")
+    return v.astype(np.float64, copy=False)
+
+
+def encode_tensor(a: np.ndarray, wire: WireDType | None = None) -> pb.Tensor:
+    """Pack a float array little-endian. ``wire`` None keeps float16 / bfloat16 and sends
+    other floats as float32."""
+    if a.dtype.name == "bfloat16" and wire in (None, "bfloat16"):  # e.g. an ml_dtypes array
+        return _packed(np.ascontiguousarray(a).view(np.uint16).astype("<u2"), pb.DTYPE_BFLOAT16)
+    if wire is None:
+        wire = "float16" if a.dtype == np.float16 else "float32"
+    if wire == "float32":
+        return _packed(np.ascontiguousarray(a, dtype="<f4"), pb.DTYPE_FLOAT32)
+    if wire == "float16":
+        return _packed(np.ascontiguousarray(a, dtype="<f2"), pb.DTYPE_FLOAT16)
+    if wire == "bfloat16":
+        return _packed(to_bfloat16_bits(a), pb.DTYPE_BFLOAT16)
+    raise InvalidArgument(f"wire dtype must be one of {WIRE_DTYPES}, got {wire!r}")
+
+
+def to_bfloat16_bits(a: np.ndarray) -> np.ndarray:
+    """bfloat16 bit patterns (uint16, little-endian) of ``a``, rounded to nearest even."""
+    f = np.ascontiguousarray(a, dtype="<f4")
+    bits = f.view("<u4").astype(np.uint64)
+    rounded = ((bits + 0x7FFF + ((bits >> 16) & 1)) >> 16).astype("<u2")
+    return np.where(np.isnan(f), np.uint16(0x7FC0), rounded).astype("<u2")
+
+
+def _packed(a: np.ndarray, dtype: int) -> pb.Tensor:
+    return pb.Tensor(dtype=dtype, shape=a.shape, data=a.tobytes())
+
+
+def config_to_proto(config: SketchConfig) -> pb.SketchConfig:
+    msg = pb.SketchConfig(dim=config.dim, seed=config.seed)
+    for name in ("rows", "bits", "groups", "prior", "decay", "pool", "buckets"):
+        value = getattr(config, name)
+        if value is not None:
+            setattr(msg, name, value)
+    if config.estimator is not None:
+        if config.estimator not in _ESTIMATORS:
+            raise InvalidArgument(f"estimator must be one of {sorted(_ESTIMATORS)}")
+        msg.estimator = _ESTIMATORS[config.estimator]
+    if config.accumulator is not None:
+        if config.accumulator not in _ACCUMULATORS:
+            raise InvalidArgument(f"accumulator must be one of {sorted(_ACCUMULATORS)}")
+        msg.accumulator = _ACCUMULATORS[config.accumulator]
+    if config.center is not None:
+        msg.center.CopyFrom(encode_tensor(np.asarray(config.center, dtype=np.float32)))
+    return msg
+
+
+def config_from_proto(msg: pb.SketchConfig) -> SketchConfig:
+    center = None
+    if msg.HasField("center"):
+        center = np.frombuffer(msg.center.data, dtype="<f4").astype(np.float32)
+    return SketchConfig(
+        dim=msg.dim,
+        rows=msg.rows,
+        bits=msg.bits,
+        seed=msg.seed,
+        estimator=("median_of_means" if msg.estimator == pb.ESTIMATOR_MEDIAN_OF_MEANS else "mean"),
+        groups=msg.groups,
+        prior=msg.prior if msg.HasField("prior") else None,
+        decay=msg.decay,
+        pool=msg.pool if msg.HasField("pool") else None,
+        buckets=msg.buckets if msg.HasField("buckets") else None,
+        accumulator="float32" if msg.accumulator == pb.ACCUMULATOR_FLOAT32 else "float64",
+        center=center,
+    )
+
+
+def stats_from_proto(msg: pb.SketchStats) -> SketchStats:
+    return SketchStats(
+        observations=msg.observations,
+        total_weight=msg.total_weight,
+        mean_value=msg.mean_value if msg.HasField("mean_value") else None,
+        occupancy=msg.occupancy,
+        bytes=msg.bytes,
+        estimates=msg.estimates,
+        prior_hits=msg.prior_hits,
+        prior_hit_rate=msg.prior_hit_rate,
+        updates=msg.updates,
+        sampled=msg.sampled,
+        accepted=msg.accepted,
+        acceptance_rate=msg.acceptance_rate,
+        updates_per_second=msg.updates_per_second,
+        observations_per_second=msg.observations_per_second,
+        in_warmup=msg.in_warmup,
+    )
+
+
+def info_from_proto(msg: pb.Sketch, created: bool | None = None) -> SketchInfo:
+    return SketchInfo(
+        name=msg.name,
+        config=config_from_proto(msg.config),
+        warmup=msg.warmup,
+        device=msg.device,
+        created_at=msg.create_time.ToDatetime(tzinfo=timezone.utc),
+        stats=stats_from_proto(msg.stats),
+        digest=msg.digest or None,
+        created=created,
+    )
+
+
+def score_from_proto(msg: pb.ScoreResponse) -> ScoreResult:
+    return ScoreResult(
+        estimates=np.array(msg.estimates, dtype=np.float64),
+        prior_used=np.array(msg.prior_used, dtype=bool),
+        support=np.array(msg.support, dtype=np.float64),
+    )
+
+
+def update_from_proto(msg: pb.UpdateResponse) -> UpdateResult:
+    return UpdateResult(
+        request_id=msg.request_id, observations=msg.observations, duplicate=msg.duplicate
+    )
+
+
+def timestamp(msg: Timestamp) -> datetime:
+    return msg.ToDatetime(tzinfo=timezone.utc)

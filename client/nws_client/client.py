@@ -1,0 +1,457 @@
+"""``SketchClient``: the Python client of the NWS sketch service. numpy in, numpy out.
+
+Safe in forked DataLoader workers: the gRPC channel is made lazily in the process that uses it
+(a child notices the new pid and makes its own), and a fork waits until no client thread is
+inside a gRPC call (see :mod:`nws_client._fork`). Every call has a deadline; UNAVAILABLE is
+retried by gRPC itself as declared in the channel's service config. Errors are
+:class:`~nws_client.errors.NWSClientError` subclasses named after the status codes.
+
+When the server cannot be reached, ``on_unavailable`` decides what :meth:`SketchClient.sample`
+does (after gRPC's retries and within the call's deadline):
+
+* ``"raise"`` (default): raise :class:`~nws_client.errors.Unavailable` (or DeadlineExceeded);
+* ``"accept_all"``: keep every row with weight 1 and probability 1: plain training on the full
+  candidate batch, unbiased, no selection; the estimates are NaN;
+* ``"uniform"``: keep each row with probability ``ratio`` and weight ``1 / ratio``: unbiased,
+  and the compute saving of the target ratio is kept.
+
+Such answers carry ``fallback=True`` and are counted in :meth:`SketchClient.client_stats`.
+Background updates (:meth:`SketchClient.update_async`) stay buffered, up to
+``max_buffered_updates`` rows, and are streamed once the server is back; with a fallback policy
+the oldest buffered updates are dropped (and counted) when the buffer is full, with ``"raise"``
+``update_async`` waits for room up to the timeout and then raises. Everything else (create, get,
+score, update, ...) always raises when the server cannot be reached.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import threading
+import uuid
+from collections.abc import Callable, Iterator, Sequence
+from types import TracebackType
+from typing import Any, Literal, TypeVar
+
+import grpc
+import numpy as np
+from nws.v1 import sketch_pb2 as pb
+from nws.v1 import sketch_pb2_grpc
+
+from nws_client import _wire
+from nws_client._fork import GATE
+from nws_client._streamer import UpdateStreamer
+from nws_client.errors import (
+    DeadlineExceeded,
+    InvalidArgument,
+    NWSClientError,
+    Unavailable,
+    from_rpc_error,
+)
+from nws_client.results import (
+    ClientStats,
+    SampleResult,
+    ScoreResult,
+    ServerStats,
+    SketchConfig,
+    SketchInfo,
+    Stats,
+    UpdateResult,
+)
+
+log = logging.getLogger("nws_client")
+
+OnUnavailable = Literal["raise", "accept_all", "uniform"]
+SketchInfos = list[SketchInfo]
+T = TypeVar("T")
+
+SERVICE = "nws.v1.SketchService"
+
+#: Retries declared to gRPC (gRFC A6): UNAVAILABLE is retried with exponential backoff within
+#: the call's deadline. Every RPC may be retried: Update carries a request id the server
+#: deduplicates, CreateSketch is idempotent, the rest only read.
+SERVICE_CONFIG = {
+    "methodConfig": [
+        {
+            "name": [{"service": SERVICE}],
+            "retryPolicy": {
+                "maxAttempts": 5,
+                "initialBackoff": "0.05s",
+                "maxBackoff": "1s",
+                "backoffMultiplier": 2,
+                "retryableStatusCodes": ["UNAVAILABLE"],
+            },
+        }
+    ]
+}
+
+_abandoned_channels: list[grpc.Channel] = []  # a parent's channels, never touched in a child
+
+
+class SketchClient:
+    """Client of one sketch server at ``target`` (``host:port``).
+
+    Args:
+        target: the server's gRPC address, e.g. ``"127.0.0.1:50051"``.
+        timeout: deadline in seconds of every call (and default of :meth:`flush`).
+        on_unavailable: what :meth:`sample` does when the server cannot be reached (module doc).
+        max_buffered_updates: rows of background updates kept while the server is slow or down
+            (65,536 rows of dim 384 in float32 take about 100 MB).
+        wire_dtype: element type of embeddings on the wire; None keeps float16 / bfloat16 arrays
+            as they are and sends other floats as float32; "float16" / "bfloat16" halve the
+            bytes at a precision cost.
+        max_message_bytes: largest message sent or received.
+        options: extra gRPC channel options.
+    """
+
+    def __init__(
+        self,
+        target: str,
+        *,
+        timeout: float = 10.0,
+        on_unavailable: OnUnavailable = "raise",
+        max_buffered_updates: int = 65_536,
+        wire_dtype: _wire.WireDType | None = None,
+        max_message_bytes: int = 64 * 2**20,
+        options: Sequence[tuple[str, Any]] = (),
+    ) -> None:
+        if on_unavailable not in ("raise", "accept_all", "uniform"):
+            raise ValueError(
+                f"on_unavailable must be 'raise', 'accept_all' or 'uniform', got {on_unavailable!r}"
+            )
+        if wire_dtype is not None and wire_dtype not in _wire.WIRE_DTYPES:
+            raise ValueError(f"wire_dtype must be one of {_wire.WIRE_DTYPES}, got {wire_dtype!r}")
+        if not timeout > 0:
+            raise ValueError(f"timeout must be > 0, got {timeout}")
+        if max_buffered_updates < 1:
+            raise ValueError(f"max_buffered_updates must be >= 1, got {max_buffered_updates}")
+        self.target = target
+        self.timeout = float(timeout)
+        self.on_unavailable: OnUnavailable = on_unavailable
+        self.max_buffered_updates = max_buffered_updates
+        self.wire_dtype = wire_dtype
+        self._options: list[tuple[str, Any]] = [
+            ("grpc.service_config", json.dumps(SERVICE_CONFIG)),
+            ("grpc.enable_retries", 1),
+            # A channel of its own, never a subchannel shared through the global pool (which a
+            # forked child would otherwise inherit from its parent).
+            ("grpc.use_local_subchannel_pool", 1),
+            # Notice a restarted server within seconds (gRPC's default waits up to 2 minutes).
+            ("grpc.initial_reconnect_backoff_ms", 100),
+            ("grpc.min_reconnect_backoff_ms", 100),
+            ("grpc.max_reconnect_backoff_ms", 2000),
+            ("grpc.max_send_message_length", max_message_bytes),
+            ("grpc.max_receive_message_length", max_message_bytes),
+            *options,
+        ]
+        self._closed = False
+        self._init_process_state()
+
+    def _init_process_state(self) -> None:
+        """Everything that belongs to one process: made anew in a forked child."""
+        self._pid = os.getpid()
+        self._lock = threading.Lock()
+        self._channel: grpc.Channel | None = None
+        self._stub: sketch_pb2_grpc.SketchServiceStub | None = None
+        self._streamer: UpdateStreamer | None = None
+        self._request_prefix = uuid.uuid4().hex[:16]  # ids unique per process
+        self._request_seq = 0
+        self._calls = 0
+        self._errors = 0
+        self._fallbacks = 0
+        self._fallback_rows = 0
+        self._last_error: str | None = None
+        self._outage = False  # inside a run of fallback answers (warn once per run)
+
+    # ----------------------------------------------------------------- sketches
+    def create_sketch(self, name: str, config: SketchConfig, *, warmup: int = 0) -> SketchInfo:
+        """Create a sketch (idempotent for an equal config and warm-up; ``created`` says which).
+
+        Raises AlreadyExists if ``name`` exists with a different config or warm-up.
+        """
+        request = pb.CreateSketchRequest(
+            name=name, config=_wire.config_to_proto(config), warmup=warmup
+        )
+        response = self._call("CreateSketch", request)
+        return _wire.info_from_proto(response.sketch, created=response.created)
+
+    def get(self, name: str, *, digest: bool = False) -> SketchInfo:
+        """A sketch's config, warm-up and statistics; ``digest`` also hashes its whole state."""
+        response = self._call("GetSketch", pb.GetSketchRequest(name=name, include_digest=digest))
+        return _wire.info_from_proto(response)
+
+    def list(self) -> SketchInfos:
+        """Every sketch of the server, by name."""
+        response = self._call("ListSketches", pb.ListSketchesRequest())
+        return [_wire.info_from_proto(s) for s in response.sketches]
+
+    def delete(self, name: str) -> None:
+        self._call("DeleteSketch", pb.DeleteSketchRequest(name=name))
+
+    def decay(self, name: str, factor: float) -> SketchInfo:
+        """Multiply the sketch's arrays by ``factor`` in (0, 1]: forget old losses."""
+        return _wire.info_from_proto(self._call("Decay", pb.DecayRequest(name=name, factor=factor)))
+
+    def set_center(self, name: str, center: Any) -> SketchInfo:
+        """Fix the centering vector [dim]; only once, and only while the sketch is empty."""
+        vector = np.asarray(center, dtype=np.float32).reshape(1, -1)
+        request = pb.SetCenterRequest(name=name, center=self._tensor(vector))
+        return _wire.info_from_proto(self._call("SetCenter", request))
+
+    # ----------------------------------------------------------------- the verbs
+    def score(self, name: str, embeddings: Any) -> ScoreResult:
+        """Estimated loss of each row of ``embeddings`` [n, dim]."""
+        x = _wire.as_batch(embeddings)
+        response = self._call("Score", pb.ScoreRequest(name=name, embeddings=self._tensor(x)))
+        return _wire.score_from_proto(response)
+
+    def sample(
+        self,
+        name: str,
+        embeddings: Any,
+        ratio: float,
+        *,
+        p_min: float | None = None,
+        seed: int | None = None,
+    ) -> SampleResult:
+        """Which rows to keep, with importance weights: ``mean(probabilities) == ratio``.
+
+        ``p_min`` floors every keep probability (server default min(0.05, ratio)); ``seed``
+        makes the draw reproducible. During the sketch's warm-up every row is kept with weight 1.
+        """
+        x = _wire.as_batch(embeddings)
+        request = pb.SampleRequest(name=name, embeddings=self._tensor(x), ratio=ratio)
+        if p_min is not None:
+            request.p_min = p_min
+        if seed is not None:
+            request.seed = seed
+        try:
+            response = self._call("Sample", request)
+        except (Unavailable, DeadlineExceeded) as exc:
+            if self.on_unavailable == "raise":
+                raise
+            return self._fallback_sample(x.shape[0], ratio, seed, exc)
+        return SampleResult(
+            accepted=np.array(response.accepted, dtype=bool),
+            weights=np.array(response.weights, dtype=np.float64),
+            probabilities=np.array(response.probabilities, dtype=np.float64),
+            estimates=np.array(response.estimates, dtype=np.float64),
+            prior_used=np.array(response.prior_used, dtype=bool),
+            warmup=response.warmup,
+        )
+
+    def update(
+        self, name: str, embeddings: Any, values: Any, *, request_id: str | None = None
+    ) -> UpdateResult:
+        """Add observed losses now; returns once applied. A repeated ``request_id`` is applied
+        once (the default id is fresh, so retries by gRPC are safe too)."""
+        request = self._update_request(name, embeddings, values, request_id)
+        return _wire.update_from_proto(self._call("Update", request))
+
+    def update_async(self, name: str, embeddings: Any, values: Any) -> str:
+        """Queue observed losses for the background stream; returns the request id at once.
+
+        The input is checked here (shape, dtype, finiteness), so what fails later is only what
+        the server alone can tell (an unknown sketch, a wrong dim): :meth:`flush` raises that.
+        """
+        request = self._update_request(name, embeddings, values, None, check_finite=True)
+        self._updates().put(request, request.embeddings.shape[0])
+        return request.request_id
+
+    def flush(self, timeout: float | None = None) -> None:
+        """Wait until every queued update is acknowledged.
+
+        Raises DeadlineExceeded if that takes longer than ``timeout`` (default: the client's
+        timeout), and the first update the server rejected since the last flush, if any.
+        """
+        self._check_process()
+        if self._streamer is not None:
+            self._streamer.flush(self.timeout if timeout is None else timeout)
+
+    # ----------------------------------------------------------------- statistics
+    def stats(self, name: str | None = None) -> Stats:
+        """Server statistics, those of every sketch (or of ``name``), and this client's."""
+        response = self._call("Stats", pb.StatsRequest(name=name or ""))
+        s = response.server
+        return Stats(
+            server=ServerStats(
+                version=s.version,
+                device=s.device,
+                started_at=_wire.timestamp(s.start_time),
+                uptime_seconds=s.uptime_seconds,
+                sketches=s.sketches,
+                micro_batching=s.micro_batching,
+            ),
+            sketches={k: _wire.stats_from_proto(v) for k, v in response.sketches.items()},
+            client=self.client_stats(),
+        )
+
+    def client_stats(self) -> ClientStats:
+        """This process's counters; no network."""
+        self._check_process()
+        streamer = self._streamer
+        counters = streamer.counters if streamer is not None else None
+        return ClientStats(
+            calls=self._calls,
+            errors=self._errors,
+            fallbacks=self._fallbacks,
+            fallback_rows=self._fallback_rows,
+            updates_buffered=streamer.buffered_rows if streamer is not None else 0,
+            updates_acked=counters.acked_rows if counters else 0,
+            updates_duplicate=counters.duplicates if counters else 0,
+            updates_rejected=counters.rejected_rows if counters else 0,
+            updates_dropped=counters.dropped_rows if counters else 0,
+            stream_reconnects=counters.reconnects if counters else 0,
+            last_error=(streamer.last_error if streamer is not None else None) or self._last_error,
+        )
+
+    # ----------------------------------------------------------------- lifecycle
+    def close(self, timeout: float | None = None) -> None:
+        """Flush background updates (within ``timeout``), then close the channel."""
+        if self._closed:
+            return
+        self._closed = True
+        if os.getpid() != self._pid:  # a child that never used the client: nothing of its own
+            return
+        if self._streamer is not None:
+            self._streamer.close(self.timeout if timeout is None else timeout)
+        if self._channel is not None:
+            self._channel.close()
+            self._channel = None
+
+    def __enter__(self) -> SketchClient:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return (
+            f"SketchClient({self.target!r}, timeout={self.timeout}, "
+            f"on_unavailable={self.on_unavailable!r})"
+        )
+
+    # ----------------------------------------------------------------- internals
+    def _check_process(self) -> None:
+        """In a forked child, forget the parent's channel and stream; make our own lazily."""
+        if self._pid != os.getpid():
+            if self._channel is not None:
+                _abandoned_channels.append(self._channel)
+            self._init_process_state()
+
+    def _get_stub(self) -> sketch_pb2_grpc.SketchServiceStub:
+        if self._closed:
+            raise NWSClientError("the client is closed")
+        self._check_process()
+        stub = self._stub
+        if stub is None:
+            with self._lock:
+                if self._stub is None:
+                    self._channel = grpc.insecure_channel(self.target, options=self._options)
+                    self._stub = sketch_pb2_grpc.SketchServiceStub(self._channel)
+                stub = self._stub
+        return stub
+
+    def _call(self, method: str, request: Any) -> Any:
+        rpc: Callable[..., Any] = getattr(self._get_stub(), method)
+        try:
+            with GATE.call():
+                response = rpc(request, timeout=self.timeout)
+        except grpc.RpcError as exc:
+            error = from_rpc_error(exc)
+            with self._lock:
+                self._calls += 1
+                self._errors += 1
+                self._last_error = f"{method}: {error.code.name}: {error}"
+            raise error from None
+        with self._lock:
+            self._calls += 1
+            self._outage = False
+        return response
+
+    def _updates(self) -> UpdateStreamer:
+        self._get_stub()
+        if self._streamer is None:
+            with self._lock:
+                if self._streamer is None:
+                    self._streamer = UpdateStreamer(
+                        self._open_stream,
+                        max_rows=self.max_buffered_updates,
+                        drop_oldest=self.on_unavailable != "raise",
+                        put_timeout=self.timeout,
+                    )
+        return self._streamer
+
+    def _open_stream(self, requests: Iterator[pb.UpdateRequest]) -> Iterator[pb.UpdateAck]:
+        stub = self._get_stub()
+        return stub.StreamUpdates(requests, timeout=120.0 + self.timeout)
+
+    def _tensor(self, x: np.ndarray) -> pb.Tensor:
+        return _wire.encode_tensor(x, self.wire_dtype)
+
+    def _update_request(
+        self,
+        name: str,
+        embeddings: Any,
+        values: Any,
+        request_id: str | None,
+        *,
+        check_finite: bool = False,
+    ) -> pb.UpdateRequest:
+        x = _wire.as_batch(embeddings)
+        v = _wire.as_values(values, x.shape[0])
+        if check_finite:
+            if x.shape[0] == 0:
+                raise InvalidArgument("update needs at least one row, got an empty batch")
+            if not np.isfinite(v).all():
+                raise InvalidArgument("values contain non-finite numbers")
+            if x.dtype.name != "bfloat16" and not np.isfinite(x).all():
+                raise InvalidArgument("embeddings contain non-finite numbers")
+        if request_id is None:
+            request_id = self._next_request_id()
+        return pb.UpdateRequest(
+            name=name, embeddings=self._tensor(x), values=v.tolist(), request_id=request_id
+        )
+
+    def _next_request_id(self) -> str:
+        self._check_process()
+        with self._lock:
+            self._request_seq += 1
+            return f"{self._request_prefix}-{self._request_seq}"
+
+    def _fallback_sample(
+        self, n: int, ratio: float, seed: int | None, exc: NWSClientError
+    ) -> SampleResult:
+        if not (isinstance(ratio, (int, float)) and 0.0 < ratio <= 1.0):
+            raise InvalidArgument(f"ratio must be in (0, 1], got {ratio}") from exc
+        with self._lock:
+            warn, self._outage = not self._outage, True
+            self._fallbacks += 1
+            self._fallback_rows += n
+        if warn:
+            log.warning(
+                "sketch server unreachable (%s): sampling falls back to %r until it is back",
+                exc,
+                self.on_unavailable,
+            )
+        if self.on_unavailable == "accept_all":
+            accepted = np.ones(n, dtype=bool)
+            probabilities = np.ones(n)
+        else:
+            accepted = np.random.default_rng(seed).random(n) < ratio
+            probabilities = np.full(n, float(ratio))
+        return SampleResult(
+            accepted=accepted,
+            weights=np.where(accepted, 1.0 / probabilities, 0.0),
+            probabilities=probabilities,
+            estimates=np.full(n, np.nan),
+            prior_used=np.zeros(n, dtype=bool),
+            warmup=False,
+            fallback=True,
+        )

@@ -1,0 +1,490 @@
+"""The service core: named sketches on one device, shared by the gRPC and the REST front doors.
+
+The registry owns the sketches, serialises access to each one with its own lock (the engine is
+not thread-safe), applies the sampling policy with each sketch's warm-up, enforces the limits
+(sketch count, sketch size, batch size, name pattern), deduplicates retried updates by request
+id, and keeps the usage counters (acceptance rate, prior-hit rate, update rates). It raises only
+:mod:`nws_server.errors`; it knows nothing of gRPC or HTTP.
+
+Inputs are validated once, here or in the engine, before anything changes: a rejected request
+leaves every sketch exactly as it was.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import threading
+import time
+from collections import OrderedDict, deque
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+
+from nws_server import policy
+from nws_server.batching import Coalescer
+from nws_server.errors import AlreadyExists, InvalidArgument, NotFound, ResourceExhausted
+from nws_server.sketch import Estimates, NWSketch, SketchConfig, as_embeddings, resolve_device
+
+log = logging.getLogger(__name__)
+
+NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
+MAX_REQUEST_ID_CHARS = 128
+
+
+@dataclass(frozen=True)
+class Limits:
+    """What one server accepts; over a limit a request gets ResourceExhausted."""
+
+    max_sketches: int = 64
+    max_sketch_bytes: int = 2**30
+    max_batch_rows: int = 65536
+    idempotency_window: int = 65536
+
+
+@dataclass(frozen=True)
+class Batching:
+    """Micro-batching of concurrent estimates on one sketch (see :mod:`nws_server.batching`)."""
+
+    enabled: bool = False
+    max_wait_s: float = 0.0
+    max_rows: int = 8192
+
+
+@dataclass(frozen=True)
+class ScoreResult:
+    estimates: np.ndarray
+    """Estimated value per row (float64)."""
+    prior_used: np.ndarray
+    """True where the sketch had no data and returned the prior (bool)."""
+    support: np.ndarray
+    """Kernel-density estimate at each row; 0 where the prior was used (float64)."""
+
+
+@dataclass(frozen=True)
+class SampleResult:
+    accepted: np.ndarray
+    """Which rows to keep (bool)."""
+    weights: np.ndarray
+    """1 / p for kept rows, 0 for the others (float64)."""
+    probabilities: np.ndarray
+    """Keep probability of every row (float64)."""
+    estimates: np.ndarray
+    prior_used: np.ndarray
+    warmup: bool
+    """The sketch was in its warm-up: every row kept with weight 1."""
+
+
+@dataclass(frozen=True)
+class UpdateResult:
+    request_id: str
+    observations: int
+    """The sketch's observation count right after this update was applied."""
+    duplicate: bool
+    """The request id had been applied before; nothing changed."""
+
+
+@dataclass(frozen=True)
+class SketchStatus:
+    """A sketch's state (from the engine) and usage (from the registry)."""
+
+    observations: int
+    total_weight: float
+    mean_value: float | None
+    occupancy: float
+    bytes: int
+    estimates: int
+    prior_hits: int
+    prior_hit_rate: float
+    updates: int
+    sampled: int
+    accepted: int
+    acceptance_rate: float
+    updates_per_second: float
+    observations_per_second: float
+    in_warmup: bool
+
+
+@dataclass(frozen=True)
+class SketchInfo:
+    name: str
+    config: SketchConfig
+    warmup: int
+    device: str
+    created_at: float
+    """Unix time of creation."""
+    status: SketchStatus
+    digest: str | None = None
+
+
+@dataclass(frozen=True)
+class ServerInfo:
+    device: str
+    started_at: float
+    uptime_seconds: float
+    sketches: int
+    micro_batching: bool
+
+
+class RateMeter:
+    """Events per second over a sliding window, kept in one-second buckets."""
+
+    def __init__(self, window_s: float = 10.0, clock: Callable[[], float] = time.monotonic):
+        self._window = window_s
+        self._clock = clock
+        self._buckets: deque[list[float]] = deque()  # [second, count]
+        self._first: float | None = None
+
+    def add(self, count: float = 1.0) -> None:
+        now = self._clock()
+        if self._first is None:
+            self._first = now
+        second = float(int(now))
+        if self._buckets and self._buckets[-1][0] == second:
+            self._buckets[-1][1] += count
+        else:
+            self._buckets.append([second, count])
+        self._prune(now)
+
+    def rate(self) -> float:
+        now = self._clock()
+        self._prune(now)
+        if self._first is None:
+            return 0.0
+        span = max(1.0, min(self._window, now - self._first))
+        return sum(count for _, count in self._buckets) / span
+
+    def _prune(self, now: float) -> None:
+        while self._buckets and self._buckets[0][0] <= now - self._window - 1.0:
+            self._buckets.popleft()
+
+
+class _Entry:
+    """One named sketch with its lock, warm-up, usage counters and idempotency window."""
+
+    def __init__(
+        self,
+        name: str,
+        sketch: NWSketch,
+        requested: SketchConfig,
+        warmup: int,
+        batching: Batching,
+        on_batch: Callable[[int, int], None] | None,
+    ) -> None:
+        self.name = name
+        self.sketch = sketch
+        self.requested = requested  # the config of the create call, for idempotent re-creates
+        self.warmup = warmup
+        self.created_at = time.time()
+        self.lock = threading.Lock()  # serialises every engine call on this sketch
+        self.applied: OrderedDict[str, int] = OrderedDict()  # request id -> observations
+        self._counter_lock = threading.Lock()
+        self.sampled = 0
+        self.accepted = 0
+        self.update_rate = RateMeter()
+        self.observation_rate = RateMeter()
+        self._coalescer: Coalescer[tuple[Estimates, int]] | None = None
+        if batching.enabled:
+            self._coalescer = Coalescer(
+                self.lock,
+                self._estimate_locked,
+                _split_estimates,
+                max_wait_s=batching.max_wait_s,
+                max_rows=batching.max_rows,
+                on_batch=on_batch,
+            )
+
+    def estimate(self, x: torch.Tensor) -> tuple[Estimates, int]:
+        """Estimates of validated rows, with the observation count they were computed at."""
+        if self._coalescer is not None:
+            return self._coalescer.submit(x)
+        with self.lock:
+            return self._estimate_locked(x)
+
+    def _estimate_locked(self, x: torch.Tensor) -> tuple[Estimates, int]:
+        return self.sketch.estimate(x), self.sketch.observations
+
+    def count_sample(self, offered: int, kept: int) -> None:
+        with self._counter_lock:
+            self.sampled += offered
+            self.accepted += kept
+
+    def count_update(self, rows: int) -> None:
+        with self._counter_lock:
+            self.update_rate.add(1)
+            self.observation_rate.add(rows)
+
+    def status(self) -> SketchStatus:
+        with self.lock:
+            s = self.sketch.stats
+        with self._counter_lock:
+            sampled, accepted = self.sampled, self.accepted
+            updates_per_second = self.update_rate.rate()
+            observations_per_second = self.observation_rate.rate()
+        return SketchStatus(
+            observations=s.observations,
+            total_weight=s.total_weight,
+            mean_value=s.mean_value,
+            occupancy=s.occupancy,
+            bytes=s.bytes,
+            estimates=s.estimates,
+            prior_hits=s.prior_hits,
+            prior_hit_rate=s.prior_hits / s.estimates if s.estimates else 0.0,
+            updates=s.updates,
+            sampled=sampled,
+            accepted=accepted,
+            acceptance_rate=accepted / sampled if sampled else 0.0,
+            updates_per_second=updates_per_second,
+            observations_per_second=observations_per_second,
+            in_warmup=policy.in_warmup(s.observations, self.warmup),
+        )
+
+
+class SketchRegistry:
+    """Named sketches on one device; thread-safe; the one core behind both front doors."""
+
+    def __init__(
+        self,
+        device: str = "auto",
+        limits: Limits | None = None,
+        batching: Batching | None = None,
+        on_batch: Callable[[int, int], None] | None = None,
+    ) -> None:
+        self.device = resolve_device(device)
+        self.limits = limits or Limits()
+        self.batching = batching or Batching()
+        self.started_at = time.time()
+        self._on_batch = on_batch
+        self._entries: dict[str, _Entry] = {}
+        self._lock = threading.Lock()  # guards create / delete; lookups read the dict directly
+
+    # ----------------------------------------------------------------- lifecycle of sketches
+    def create(self, name: str, config: SketchConfig, warmup: int = 0) -> tuple[SketchInfo, bool]:
+        """Create a sketch; returns (info, created). Idempotent for an equal config and warm-up."""
+        _check_name(name)
+        if not (isinstance(warmup, int) and warmup >= 0):
+            raise InvalidArgument(f"warmup must be an integer >= 0, got {warmup!r}")
+        with self._lock:
+            existing = self._entries.get(name)
+            if existing is not None:
+                if existing.requested == config and existing.warmup == warmup:
+                    return self._info(existing), False
+                raise AlreadyExists(
+                    f"sketch {name!r} already exists with a different configuration "
+                    f"({_differences(existing, config, warmup)}); delete it first or pick "
+                    "another name"
+                )
+            if len(self._entries) >= self.limits.max_sketches:
+                raise ResourceExhausted(
+                    f"this server holds its maximum of {self.limits.max_sketches} sketches; "
+                    "delete one first"
+                )
+            size = estimated_bytes(config)
+            if size > self.limits.max_sketch_bytes:
+                raise ResourceExhausted(
+                    f"sketch {name!r} would take {size:,} bytes, over the limit of "
+                    f"{self.limits.max_sketch_bytes:,} (lower rows, bits or dim, or set buckets)"
+                )
+            entry = _Entry(
+                name,
+                NWSketch(config, device=self.device),
+                config,
+                warmup,
+                self.batching,
+                self._on_batch,
+            )
+            self._entries[name] = entry
+        log.info("created sketch %r: %s, warmup %d", name, config, warmup)
+        return self._info(entry), True
+
+    def get(self, name: str, *, digest: bool = False) -> SketchInfo:
+        return self._info(self._entry(name), digest=digest)
+
+    def list(self) -> list[SketchInfo]:
+        with self._lock:
+            entries = [entry for _, entry in sorted(self._entries.items())]
+        return [self._info(entry) for entry in entries]
+
+    def delete(self, name: str) -> None:
+        with self._lock:
+            if self._entries.pop(name, None) is None:
+                raise NotFound(f"no sketch named {name!r}")
+        log.info("deleted sketch %r", name)
+
+    def server_info(self) -> ServerInfo:
+        return ServerInfo(
+            device=str(self.device),
+            started_at=self.started_at,
+            uptime_seconds=time.time() - self.started_at,
+            sketches=len(self._entries),
+            micro_batching=self.batching.enabled,
+        )
+
+    # ----------------------------------------------------------------- the verbs
+    def score(self, name: str, embeddings: Any) -> ScoreResult:
+        entry = self._entry(name)
+        est, _ = entry.estimate(self._batch(entry, embeddings))
+        return ScoreResult(
+            estimates=est.values.numpy(),
+            prior_used=est.prior_used.numpy(),
+            support=est.support.numpy(),
+        )
+
+    def sample(
+        self,
+        name: str,
+        embeddings: Any,
+        ratio: float,
+        p_min: float | None = None,
+        seed: int | None = None,
+    ) -> SampleResult:
+        """Score and draw; p_min defaults to min(policy.DEFAULT_P_MIN, ratio)."""
+        entry = self._entry(name)
+        if p_min is None:
+            p_min = min(policy.DEFAULT_P_MIN, ratio) if isinstance(ratio, (int, float)) else 0.0
+        # Validate ratio and p_min before the sketch is touched: an empty batch checks only them.
+        policy.probabilities(np.empty(0), ratio, p_min)
+        x = self._batch(entry, embeddings)
+        est, observations = entry.estimate(x)
+        scores = est.values.numpy()
+        n = scores.shape[0]
+        warm = policy.in_warmup(observations, entry.warmup)
+        if warm:
+            accepted, weights, probs = np.ones(n, bool), np.ones(n), np.ones(n)
+        else:
+            rng = np.random.default_rng(seed)
+            accepted, weights, probs = policy.sample(scores, ratio, p_min, rng)
+        entry.count_sample(n, int(accepted.sum()))
+        return SampleResult(
+            accepted=accepted,
+            weights=weights,
+            probabilities=probs,
+            estimates=scores,
+            prior_used=est.prior_used.numpy(),
+            warmup=warm,
+        )
+
+    def update(self, name: str, embeddings: Any, values: Any, request_id: str = "") -> UpdateResult:
+        """Apply observed values; a request id applied before is acknowledged, not re-applied."""
+        entry = self._entry(name)
+        if len(request_id) > MAX_REQUEST_ID_CHARS:
+            raise InvalidArgument(
+                f"request_id must be at most {MAX_REQUEST_ID_CHARS} characters, "
+                f"got {len(request_id)}"
+            )
+        x = self._batch(entry, embeddings)
+        window = self.limits.idempotency_window
+        with entry.lock:
+            if request_id and request_id in entry.applied:
+                return UpdateResult(request_id, entry.applied[request_id], duplicate=True)
+            entry.sketch.update(x, values)
+            observations = entry.sketch.observations
+            if request_id and window:
+                entry.applied[request_id] = observations
+                while len(entry.applied) > window:
+                    entry.applied.popitem(last=False)
+        entry.count_update(x.shape[0])
+        return UpdateResult(request_id, observations, duplicate=False)
+
+    def decay(self, name: str, factor: float) -> SketchInfo:
+        entry = self._entry(name)
+        with entry.lock:
+            entry.sketch.decay(factor)
+        return self._info(entry)
+
+    def set_center(self, name: str, center: Any) -> SketchInfo:
+        entry = self._entry(name)
+        with entry.lock:
+            entry.sketch.set_center(center)
+        return self._info(entry)
+
+    # ----------------------------------------------------------------- internals
+    def _entry(self, name: str) -> _Entry:
+        entry = self._entries.get(name)
+        if entry is None:
+            raise NotFound(f"no sketch named {name!r}")
+        return entry
+
+    def _batch(self, entry: _Entry, embeddings: Any) -> torch.Tensor:
+        """Validate a batch against the sketch's dim and the row limit; float32, on the CPU."""
+        x = as_embeddings(embeddings, entry.sketch.config.dim)
+        if x.shape[0] > self.limits.max_batch_rows:
+            raise ResourceExhausted(
+                f"a request may carry at most {self.limits.max_batch_rows} rows, got "
+                f"{x.shape[0]}; split the batch"
+            )
+        return x.to(torch.float32)
+
+    def _info(self, entry: _Entry, *, digest: bool = False) -> SketchInfo:
+        status = entry.status()
+        state_digest = None
+        if digest:
+            with entry.lock:
+                state_digest = entry.sketch.digest()
+        return SketchInfo(
+            name=entry.name,
+            config=entry.sketch.config,
+            warmup=entry.warmup,
+            device=str(entry.sketch.device),
+            created_at=entry.created_at,
+            status=status,
+            digest=state_digest,
+        )
+
+
+def estimated_bytes(config: SketchConfig) -> int:
+    """Memory of a sketch with this config: the two arrays plus the hash parameters."""
+    directions = config.pool if config.pool is not None else config.rows * config.bits
+    total = config.array_bytes + 4 * config.dim * directions
+    if config.pool is not None:
+        total += 8 * config.rows * config.bits
+    if config.buckets is not None:
+        total += 16 * config.rows
+    return total
+
+
+def _check_name(name: str) -> None:
+    if not (isinstance(name, str) and NAME_PATTERN.fullmatch(name)):
+        raise InvalidArgument(
+            f"sketch name must match {NAME_PATTERN.pattern} (letters, digits, '.', '_', '-'; "
+            f"at most 128 characters), got {name!r}"
+        )
+
+
+def _differences(entry: _Entry, config: SketchConfig, warmup: int) -> str:
+    old, new = entry.requested.to_dict(), config.to_dict()
+    diffs = [f"{k}: {old[k]!r} != {new[k]!r}" for k in old if old[k] != new[k]]
+    if entry.warmup != warmup:
+        diffs.append(f"warmup: {entry.warmup} != {warmup}")
+    return ", ".join(diffs)
+
+
+def _split_estimates(
+    result: tuple[Estimates, int], sizes: list[int]
+) -> list[tuple[Estimates, int]]:
+    est, observations = result
+    parts = zip(
+        est.values.split(sizes),
+        est.support.split(sizes),
+        est.prior_used.split(sizes),
+        strict=True,
+    )
+    return [(Estimates(v, s, p), observations) for v, s, p in parts]
+
+
+__all__ = [
+    "Batching",
+    "Limits",
+    "RateMeter",
+    "SampleResult",
+    "ScoreResult",
+    "ServerInfo",
+    "SketchInfo",
+    "SketchRegistry",
+    "SketchStatus",
+    "UpdateResult",
+    "estimated_bytes",
+]

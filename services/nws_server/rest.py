@@ -1,0 +1,275 @@
+"""The REST front door (FastAPI), for monitoring: list, inspect and score sketches; health; metrics.
+
+Mutation stays on gRPC. Like the gRPC servicer, the routes only convert JSON to the core's types,
+call the :class:`~nws_server.registry.SketchRegistry` and map its errors, once, through
+:data:`HTTP_STATUS`. OpenAPI is served at ``/openapi.json`` with the interactive docs at ``/docs``.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Awaitable, Callable
+from datetime import datetime, timezone
+from typing import Annotated, Any
+
+import numpy as np
+from fastapi import APIRouter, Depends, FastAPI, Request, Response
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ConfigDict, Field
+from starlette.status import HTTP_413_CONTENT_TOO_LARGE
+
+from nws_server import errors
+from nws_server.metrics import CONTENT_TYPE, Metrics
+from nws_server.registry import SketchInfo, SketchRegistry
+
+#: The core's errors as HTTP statuses; anything else is a 500.
+HTTP_STATUS: dict[type[errors.NWSError], int] = {
+    errors.InvalidArgument: 400,
+    errors.FailedPrecondition: 400,
+    errors.Unauthenticated: 401,
+    errors.NotFound: 404,
+    errors.AlreadyExists: 409,
+    errors.ResourceExhausted: HTTP_413_CONTENT_TOO_LARGE,
+    errors.DataCorruption: 500,
+    errors.Unavailable: 503,
+}
+_CODE_NAMES: dict[type[errors.NWSError], str] = {
+    errors.InvalidArgument: "INVALID_ARGUMENT",
+    errors.FailedPrecondition: "FAILED_PRECONDITION",
+    errors.Unauthenticated: "UNAUTHENTICATED",
+    errors.NotFound: "NOT_FOUND",
+    errors.AlreadyExists: "ALREADY_EXISTS",
+    errors.ResourceExhausted: "RESOURCE_EXHAUSTED",
+    errors.DataCorruption: "DATA_LOSS",
+    errors.Unavailable: "UNAVAILABLE",
+}
+
+
+# --------------------------------------------------------------------------- response models
+class Error(BaseModel):
+    """An error: the gRPC-style code name and a message that says what to change."""
+
+    code: str = Field(examples=["NOT_FOUND"])
+    detail: str = Field(examples=["no sketch named 'sst2'"])
+
+
+class SketchConfig(BaseModel):
+    """Everything that defines a sketch (see ``nws_server.sketch.SketchConfig``)."""
+
+    dim: int
+    rows: int
+    bits: int
+    seed: int
+    estimator: str
+    groups: int
+    prior: float | None
+    decay: float
+    pool: int | None
+    buckets: int | None
+    accumulator: str
+    center: list[float] | None
+
+
+class SketchStats(BaseModel):
+    """A sketch's state and usage."""
+
+    observations: int = Field(description="Examples ever added (not decayed).")
+    total_weight: float = Field(description="Decayed count of examples the arrays hold.")
+    mean_value: float | None = Field(description="Decayed mean observed loss; null before data.")
+    occupancy: float = Field(description="Fraction of non-empty cells.")
+    bytes: int = Field(description="Memory of the arrays and hash parameters.")
+    estimates: int = Field(description="Rows ever scored.")
+    prior_hits: int = Field(description="Scored rows that got the prior.")
+    prior_hit_rate: float = Field(description="prior_hits / estimates.")
+    updates: int = Field(description="Update calls applied.")
+    sampled: int = Field(description="Rows offered to Sample.")
+    accepted: int = Field(description="Rows Sample kept.")
+    acceptance_rate: float = Field(description="accepted / sampled.")
+    updates_per_second: float = Field(description="Update calls per second, last 10 s.")
+    observations_per_second: float = Field(description="Observations per second, last 10 s.")
+    in_warmup: bool = Field(description="Sample keeps every row while true.")
+
+
+class Sketch(BaseModel):
+    """A named sketch: its configuration, warm-up, device and statistics."""
+
+    name: str
+    config: SketchConfig
+    warmup: int = Field(description="Observations before Sample starts to select.")
+    device: str
+    create_time: datetime
+    stats: SketchStats
+
+
+class SketchList(BaseModel):
+    sketches: list[Sketch]
+
+
+class ScoreRequest(BaseModel):
+    """Embeddings to score: n rows of the sketch's dimension."""
+
+    model_config = ConfigDict(json_schema_extra={"examples": [{"embeddings": [[0.1, -0.2, 0.3]]}]})
+
+    embeddings: list[list[float]] = Field(description="[n, dim] embeddings, one list per row.")
+
+
+class ScoreResponse(BaseModel):
+    estimates: list[float] = Field(description="Estimated loss per row.")
+    prior_used: list[bool] = Field(description="True where the sketch had no data near the row.")
+    support: list[float] = Field(description="Kernel-density estimate at each row.")
+
+
+class Health(BaseModel):
+    status: str = Field(examples=["ok"])
+
+
+# --------------------------------------------------------------------------- dependencies
+def _registry(request: Request) -> SketchRegistry:
+    registry: SketchRegistry = request.app.state.registry
+    return registry
+
+
+Registry = Annotated[SketchRegistry, Depends(_registry)]
+
+_ERRORS: dict[int | str, dict[str, Any]] = {
+    400: {"model": Error, "description": "Invalid argument (shape, non-finite values)."},
+    404: {"model": Error, "description": "No sketch of that name."},
+    413: {"model": Error, "description": "Too many rows or too large a body."},
+}
+
+
+def _sketch(info: SketchInfo) -> Sketch:
+    s = info.status
+    return Sketch(
+        name=info.name,
+        config=SketchConfig(**info.config.to_dict()),
+        warmup=info.warmup,
+        device=info.device,
+        create_time=datetime.fromtimestamp(info.created_at, tz=timezone.utc),
+        stats=SketchStats(**{name: getattr(s, name) for name in SketchStats.model_fields}),
+    )
+
+
+# --------------------------------------------------------------------------- routes
+sketches = APIRouter(prefix="/v1/sketches", tags=["sketches"])
+
+
+@sketches.get("", response_model=SketchList, summary="List every sketch")
+def list_sketches(registry: Registry) -> SketchList:
+    return SketchList(sketches=[_sketch(info) for info in registry.list()])
+
+
+@sketches.get(
+    "/{name}",
+    response_model=Sketch,
+    responses={404: _ERRORS[404]},
+    summary="A sketch's config and statistics",
+)
+def get_sketch(name: str, registry: Registry) -> Sketch:
+    return _sketch(registry.get(name))
+
+
+@sketches.post(
+    "/{name}/score",
+    response_model=ScoreResponse,
+    responses=_ERRORS,
+    summary="Estimated loss of each embedding",
+)
+def score(name: str, body: ScoreRequest, registry: Registry) -> ScoreResponse:
+    try:
+        x = np.asarray(body.embeddings, dtype=np.float64)
+    except ValueError as exc:  # ragged rows
+        raise errors.InvalidArgument(f"embeddings must be [n, dim] numbers: {exc}") from None
+    result = registry.score(name, x)
+    return ScoreResponse(
+        estimates=result.estimates.tolist(),
+        prior_used=result.prior_used.tolist(),
+        support=result.support.tolist(),
+    )
+
+
+health = APIRouter(tags=["health"])
+
+
+@health.get("/healthz", response_model=Health, summary="Liveness: the process answers")
+def healthz() -> Health:
+    return Health(status="ok")
+
+
+@health.get(
+    "/readyz",
+    response_model=Health,
+    responses={503: {"model": Health, "description": "Not ready (starting or stopping)."}},
+    summary="Readiness: both front doors serve",
+)
+def readyz(request: Request) -> Response:
+    if request.app.state.is_ready():
+        return JSONResponse({"status": "ready"})
+    return JSONResponse({"status": "not ready"}, status_code=503)
+
+
+@health.get(
+    "/metrics",
+    response_class=Response,
+    responses={200: {"content": {CONTENT_TYPE: {}}, "description": "Prometheus text format."}},
+    summary="Prometheus metrics",
+)
+def metrics(request: Request) -> Response:
+    return Response(request.app.state.metrics.render(), media_type=CONTENT_TYPE)
+
+
+# --------------------------------------------------------------------------- the app
+def create_app(
+    registry: SketchRegistry,
+    metrics: Metrics,
+    *,
+    is_ready: Callable[[], bool] = lambda: True,
+    max_body_bytes: int = 64 * 2**20,
+    version: str = "0",
+) -> FastAPI:
+    """The REST app over ``registry``; ``is_ready`` answers /readyz."""
+    app = FastAPI(
+        title="NWS sketch server",
+        summary="Monitoring API of the Nadaraya-Watson sketch service (mutation is on gRPC).",
+        version=version,
+    )
+    app.state.registry = registry
+    app.state.metrics = metrics
+    app.state.is_ready = is_ready
+    app.include_router(sketches)
+    app.include_router(health)
+
+    @app.exception_handler(errors.NWSError)
+    async def _nws_error(request: Request, exc: errors.NWSError) -> JSONResponse:
+        cls = next(c for c in type(exc).__mro__ if c in HTTP_STATUS or c is errors.NWSError)
+        status = HTTP_STATUS.get(cls, 500)
+        code = _CODE_NAMES.get(cls, "INTERNAL")
+        return JSONResponse(Error(code=code, detail=str(exc)).model_dump(), status_code=status)
+
+    @app.middleware("http")
+    async def _observe(
+        request: Request, call_next: Callable[[Request], Awaitable[Response]]
+    ) -> Response:
+        start = time.perf_counter()
+        length = request.headers.get("content-length")
+        if length is not None and length.isdigit() and int(length) > max_body_bytes:
+            response: Response = JSONResponse(
+                Error(
+                    code="RESOURCE_EXHAUSTED",
+                    detail=f"request body of {length} bytes is over the limit of {max_body_bytes}",
+                ).model_dump(),
+                status_code=HTTP_413_CONTENT_TOO_LARGE,
+            )
+        else:
+            response = await call_next(request)
+        route = request.scope.get("route")
+        path = getattr(route, "path", "unmatched")
+        metrics.observe(
+            "rest",
+            f"{request.method} {path}",
+            str(response.status_code),
+            time.perf_counter() - start,
+        )
+        return response
+
+    return app

@@ -1,0 +1,168 @@
+"""Conversions between the wire messages of ``nws.v1`` and the core's types (server side).
+
+Only shapes of data change here; the rules (dims, finiteness, limits) live in the core and the
+engine. A packed tensor whose byte count does not match its shape and dtype is rejected here,
+since only the wire format knows what the bytes mean.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+import torch
+from google.protobuf.timestamp_pb2 import Timestamp
+from nws.v1 import sketch_pb2 as pb
+
+from nws_server.errors import InvalidArgument
+from nws_server.registry import ServerInfo, SketchInfo, SketchStatus
+from nws_server.sketch import SketchConfig
+
+# little-endian element type on the wire -> (numpy dtype to read it, torch dtype it becomes)
+_DTYPES: dict[int, tuple[str, torch.dtype]] = {
+    pb.DTYPE_FLOAT32: ("<f4", torch.float32),
+    pb.DTYPE_FLOAT16: ("<f2", torch.float16),
+    pb.DTYPE_BFLOAT16: ("<i2", torch.bfloat16),  # numpy has no bfloat16: read the raw bits
+}
+_ESTIMATORS = {
+    pb.ESTIMATOR_UNSPECIFIED: "mean",
+    pb.ESTIMATOR_MEAN: "mean",
+    pb.ESTIMATOR_MEDIAN_OF_MEANS: "median_of_means",
+}
+_ACCUMULATORS = {
+    pb.ACCUMULATOR_UNSPECIFIED: "float64",
+    pb.ACCUMULATOR_FLOAT64: "float64",
+    pb.ACCUMULATOR_FLOAT32: "float32",
+}
+
+
+def tensor_from_proto(msg: pb.Tensor, name: str) -> torch.Tensor:
+    """The tensor a packed message describes (a fresh CPU tensor in native byte order)."""
+    if msg.dtype not in _DTYPES:
+        raise InvalidArgument(
+            f"{name}.dtype must be DTYPE_FLOAT32, DTYPE_FLOAT16 or DTYPE_BFLOAT16, got "
+            f"{pb.DType.Name(msg.dtype) if msg.dtype in pb.DType.values() else msg.dtype}"
+        )
+    wire_dtype, torch_dtype = _DTYPES[msg.dtype]
+    shape = [int(s) for s in msg.shape]
+    itemsize = np.dtype(wire_dtype).itemsize
+    expected = math.prod(shape) * itemsize
+    if len(msg.data) != expected:
+        raise InvalidArgument(
+            f"{name}: shape {shape} of {pb.DType.Name(msg.dtype)} needs {expected} bytes, "
+            f"got {len(msg.data)}"
+        )
+    native = np.frombuffer(msg.data, dtype=wire_dtype).astype(wire_dtype[1:], copy=True)
+    t = torch.from_numpy(native.reshape(shape))
+    return t.view(torch.bfloat16) if torch_dtype == torch.bfloat16 else t
+
+
+def tensor_to_proto(t: torch.Tensor | np.ndarray) -> pb.Tensor:
+    """A float32 packed message (used for centers in configs)."""
+    a = t.detach().cpu().numpy() if isinstance(t, torch.Tensor) else np.asarray(t)
+    a = np.ascontiguousarray(a, dtype="<f4")
+    return pb.Tensor(dtype=pb.DTYPE_FLOAT32, shape=list(a.shape), data=a.tobytes())
+
+
+def config_from_proto(msg: pb.SketchConfig) -> SketchConfig:
+    """Engine config from the message; unset optional fields take the engine's defaults."""
+    if msg.estimator not in _ESTIMATORS:
+        raise InvalidArgument(f"config.estimator: unknown value {msg.estimator}")
+    if msg.accumulator not in _ACCUMULATORS:
+        raise InvalidArgument(f"config.accumulator: unknown value {msg.accumulator}")
+    kwargs: dict[str, Any] = {
+        "dim": msg.dim,
+        "seed": msg.seed,
+        "estimator": _ESTIMATORS[msg.estimator],
+        "accumulator": _ACCUMULATORS[msg.accumulator],
+    }
+    for field in ("rows", "bits", "groups", "prior", "decay", "pool", "buckets"):
+        if msg.HasField(field):
+            kwargs[field] = getattr(msg, field)
+    if msg.HasField("center"):
+        center = tensor_from_proto(msg.center, "config.center").reshape(-1)
+        kwargs["center"] = tuple(float(v) for v in center.to(torch.float32).tolist())
+    return SketchConfig(**kwargs)
+
+
+def config_to_proto(config: SketchConfig) -> pb.SketchConfig:
+    msg = pb.SketchConfig(
+        dim=config.dim,
+        rows=config.rows,
+        bits=config.bits,
+        seed=config.seed,
+        estimator=(
+            pb.ESTIMATOR_MEDIAN_OF_MEANS
+            if config.estimator == "median_of_means"
+            else pb.ESTIMATOR_MEAN
+        ),
+        groups=config.groups,
+        decay=config.decay,
+        accumulator=(
+            pb.ACCUMULATOR_FLOAT32 if config.accumulator == "float32" else pb.ACCUMULATOR_FLOAT64
+        ),
+    )
+    for field in ("prior", "pool", "buckets"):
+        value = getattr(config, field)
+        if value is not None:
+            setattr(msg, field, value)
+    if config.center is not None:
+        msg.center.CopyFrom(tensor_to_proto(np.asarray(config.center, dtype=np.float32)))
+    return msg
+
+
+def status_to_proto(s: SketchStatus) -> pb.SketchStats:
+    msg = pb.SketchStats(
+        observations=s.observations,
+        total_weight=s.total_weight,
+        occupancy=s.occupancy,
+        bytes=s.bytes,
+        estimates=s.estimates,
+        prior_hits=s.prior_hits,
+        prior_hit_rate=s.prior_hit_rate,
+        updates=s.updates,
+        sampled=s.sampled,
+        accepted=s.accepted,
+        acceptance_rate=s.acceptance_rate,
+        updates_per_second=s.updates_per_second,
+        observations_per_second=s.observations_per_second,
+        in_warmup=s.in_warmup,
+    )
+    if s.mean_value is not None:
+        msg.mean_value = s.mean_value
+    return msg
+
+
+def info_to_proto(info: SketchInfo) -> pb.Sketch:
+    return pb.Sketch(
+        name=info.name,
+        config=config_to_proto(info.config),
+        warmup=info.warmup,
+        device=info.device,
+        create_time=_timestamp(info.created_at),
+        stats=status_to_proto(info.status),
+        digest=info.digest or "",
+    )
+
+
+def server_to_proto(info: ServerInfo, version: str) -> pb.ServerStats:
+    return pb.ServerStats(
+        version=version,
+        device=info.device,
+        start_time=_timestamp(info.started_at),
+        uptime_seconds=info.uptime_seconds,
+        sketches=info.sketches,
+        micro_batching=info.micro_batching,
+    )
+
+
+def values_from_proto(values: Any) -> np.ndarray:
+    """A repeated double field as a float64 array."""
+    return np.array(values, dtype=np.float64)
+
+
+def _timestamp(unix: float) -> Timestamp:
+    ts = Timestamp()
+    ts.FromNanoseconds(int(unix * 1e9))
+    return ts

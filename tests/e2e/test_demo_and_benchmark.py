@@ -1,0 +1,60 @@
+"""`make demo` and the time-to-accuracy harness, shrunk to the tiny BERT and a small slice."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+from types import ModuleType
+
+import pytest
+
+from nws_trainer import demo
+
+pytestmark = pytest.mark.slow
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _benchmark() -> ModuleType:
+    path = ROOT / "benchmarks" / "time_to_accuracy.py"
+    spec = importlib.util.spec_from_file_location("time_to_accuracy", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_demo_compares_full_and_nws(
+    tiny_bert_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    argv = ["--model", str(tiny_bert_dir), "--train-size", "192", "--test-size", "64"]
+    argv += ["--eval-every", "4", "--warmup-steps", "2", "--output", str(tmp_path)]
+    assert demo.main([*argv, "--no-progress"]) == 0
+    out = capsys.readouterr().out
+    assert "| full |" in out and "| nws |" in out and "What to look at" in out
+    assert (tmp_path / "comparison.png").stat().st_size > 10_000
+    assert (tmp_path / "comparison.md").read_text().startswith("| run |")
+    nws = json.loads((tmp_path / "nws" / "summary.json").read_text())
+    full = json.loads((tmp_path / "full" / "summary.json").read_text())
+    assert nws["sketch_endpoint"].startswith("embedded server 127.0.0.1:")
+    assert nws["config"]["time_budget"] <= full["train_seconds"]  # the same budget
+    assert nws["embedding"]["compute_seconds"] > 0  # charged to nws
+
+
+def test_time_to_accuracy_harness_quick(tiny_bert_dir: Path, tmp_path: Path) -> None:
+    bench = _benchmark()
+    argv = ["--quick", "--model", str(tiny_bert_dir), "--strategies", "full,nws,uniform:shrink"]
+    argv += ["--results", str(tmp_path / "results")]
+    argv += ["--runs-dir", str(tmp_path / "runs"), "--no-progress"]
+    assert bench.main(argv) == 0
+    text = (tmp_path / "results" / "time_to_accuracy.md").read_text()
+    assert "| full |" in text and "| nws |" in text and "| uniform (shrink) |" in text
+    assert "machine:" in text and "Sampling diagnostics" in text
+    assert (tmp_path / "results" / "time_to_accuracy.png").stat().st_size > 10_000
+    facts = json.loads((tmp_path / "results" / "time_to_accuracy.json").read_text())
+    assert set(facts["facts"]) == {"full", "nws", "uniform (shrink)"}
+    # --resume reuses finished runs instead of training again.
+    assert bench.main([*argv, "--resume"]) == 0
+    with pytest.raises(SystemExit):
+        bench.build_parser().parse_args(["--strategies", "nws"])  # full sets the target

@@ -1,0 +1,186 @@
+"""Where sampling decisions come from: the :class:`SketchBackend` protocol and its in-process form.
+
+A backend scores candidate embeddings with a Nadaraya-Watson sketch, draws which to keep
+(:meth:`SketchBackend.sample`) and learns from the losses the trainer observes
+(:meth:`SketchBackend.update`). Two implementations exist:
+
+- :class:`~nws_trainer.grpc_backend.GrpcBackend`: a sketch on a gRPC sketch server (an embedded
+  one on a loopback port by default). This is what ``nws-train`` uses; loader worker processes
+  each open their own client lazily from a picklable :class:`BackendSpec`.
+- :class:`InProcessBackend`: the engine and the policy called directly in this process. It
+  cannot be shared with loader worker processes; it exists for unit tests and notebooks.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import threading
+from dataclasses import dataclass
+from typing import Any, Protocol, runtime_checkable
+
+import numpy as np
+
+from nws_server import policy
+from nws_server.sketch import NWSketch, SketchConfig
+
+
+@dataclass(frozen=True)
+class SampleResult:
+    """One entry per candidate row."""
+
+    accepted: np.ndarray
+    """bool [n]: kept rows."""
+    weights: np.ndarray
+    """float64 [n]: 1/p for kept rows, 0 for the others (1 for every row during warm-up)."""
+    estimates: np.ndarray
+    """float64 [n]: the sketch's estimated loss, taken before any update from this batch."""
+    prior_used: np.ndarray
+    """bool [n]: the estimate is the prior (no data near the row)."""
+    warmup: bool
+    """The sketch was in its warm-up: every row kept with weight 1."""
+
+
+@dataclass(frozen=True)
+class Scores:
+    """Estimated loss per row, and where the prior was used."""
+
+    estimates: np.ndarray
+    prior_used: np.ndarray
+
+
+@runtime_checkable
+class SketchBackend(Protocol):
+    """The sampling source the trainer and its loader workers talk to."""
+
+    def sample(
+        self, embeddings: np.ndarray, ratio: float, p_min: float, seed: int | None
+    ) -> SampleResult:
+        """Score ``embeddings`` [n, dim] and draw which rows to keep (reproducible for a seed)."""
+        ...
+
+    def score(self, embeddings: np.ndarray) -> Scores:
+        """Estimated loss of every row, without drawing."""
+        ...
+
+    def update(self, embeddings: np.ndarray, losses: np.ndarray) -> None:
+        """Add observed (embedding, loss) pairs; may return before they are applied."""
+        ...
+
+    def flush(self) -> None:
+        """Wait until every update handed to :meth:`update` has been applied."""
+        ...
+
+    def set_center(self, center: np.ndarray) -> None:
+        """Fix the sketch's centering vector (once, while the sketch is empty)."""
+        ...
+
+    def stats(self) -> dict[str, Any]:
+        """The sketch's statistics as plain JSON-able values."""
+        ...
+
+    def spec(self) -> BackendSpec:
+        """A picklable recipe that opens a handle on the same sketch in another process."""
+        ...
+
+    def close(self) -> None:
+        """Release connections (not the sketch)."""
+        ...
+
+
+class BackendSpec(Protocol):
+    """Picklable: what a loader worker needs to open its own handle on the trainer's sketch."""
+
+    def open(self) -> SketchBackend: ...
+
+
+# ------------------------------------------------------------------------- in-process backend
+
+_LOCAL: dict[int, InProcessBackend] = {}
+_LOCAL_IDS = itertools.count()
+
+
+@dataclass(frozen=True)
+class LocalSpec:
+    """Reopens an :class:`InProcessBackend`, but only inside the process that created it."""
+
+    key: int
+    pid: int
+
+    def open(self) -> SketchBackend:
+        if os.getpid() != self.pid or self.key not in _LOCAL:
+            raise RuntimeError(
+                "the in-process sketch backend cannot be shared with loader worker processes; "
+                "use a sketch server (the default) or --num-workers 0"
+            )
+        return _LOCAL[self.key]
+
+
+class InProcessBackend:
+    """A sketch engine and the sampling policy in this process (tests, notebooks)."""
+
+    def __init__(self, config: SketchConfig, warmup: int = 0, device: str = "cpu") -> None:
+        self._sketch = NWSketch(config, device=device)
+        self._warmup = int(warmup)
+        self._lock = threading.Lock()
+        self._sampled = 0
+        self._accepted = 0
+        self._key = next(_LOCAL_IDS)
+        _LOCAL[self._key] = self
+
+    @property
+    def sketch(self) -> NWSketch:
+        return self._sketch
+
+    def sample(
+        self, embeddings: np.ndarray, ratio: float, p_min: float, seed: int | None
+    ) -> SampleResult:
+        with self._lock:
+            est = self._sketch.estimate(embeddings)
+            warm = policy.in_warmup(self._sketch.observations, self._warmup)
+        values = est.values.numpy()
+        n = values.shape[0]
+        if warm:
+            accepted, weights = np.ones(n, dtype=bool), np.ones(n)
+        else:
+            rng = np.random.default_rng(seed)
+            accepted, weights, _ = policy.sample(values, ratio, p_min, rng)
+        self._sampled += n
+        self._accepted += int(accepted.sum())
+        return SampleResult(accepted, weights, values, est.prior_used.numpy(), warm)
+
+    def score(self, embeddings: np.ndarray) -> Scores:
+        with self._lock:
+            est = self._sketch.estimate(embeddings)
+        return Scores(est.values.numpy(), est.prior_used.numpy())
+
+    def update(self, embeddings: np.ndarray, losses: np.ndarray) -> None:
+        with self._lock:
+            self._sketch.update(embeddings, np.asarray(losses, dtype=np.float64))
+
+    def flush(self) -> None:
+        return None
+
+    def set_center(self, center: np.ndarray) -> None:
+        with self._lock:
+            self._sketch.set_center(np.asarray(center, dtype=np.float32))
+
+    def stats(self) -> dict[str, Any]:
+        s = self._sketch.stats
+        return {
+            "observations": s.observations,
+            "occupancy": s.occupancy,
+            "mean_value": s.mean_value,
+            "prior_hits": s.prior_hits,
+            "estimates": s.estimates,
+            "updates": s.updates,
+            "bytes": s.bytes,
+            "sampled": self._sampled,
+            "accepted": self._accepted,
+        }
+
+    def spec(self) -> BackendSpec:
+        return LocalSpec(self._key, os.getpid())
+
+    def close(self) -> None:
+        _LOCAL.pop(self._key, None)

@@ -1,0 +1,162 @@
+"""``nws-train``: fine-tune a text classifier with a sampling strategy.
+
+Examples::
+
+    nws-train --strategy full --output runs/full
+    nws-train --strategy nws --ratio 0.4 --num-workers 2 --output runs/nws
+    nws-train --data pairs.tsv --text-column s1 --text-pair-column s2 --label-column y \\
+        --strategy nws --sketch-endpoint localhost:50051
+
+Bad inputs (missing columns, unknown labels, empty files, a folder that is not a model, bad
+settings) stop the command with one ``nws-train: error: ...`` line and exit status 2, before any
+training starts.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ast
+import inspect
+import sys
+from collections.abc import Sequence
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+from nws_trainer.config import STRATEGIES, ConfigError, TrainConfig
+
+
+@cache
+def field_docs() -> dict[str, str]:
+    """The one-line docstring under every :class:`TrainConfig` field (the help texts)."""
+    tree = ast.parse(inspect.getsource(TrainConfig))
+    body = tree.body[0].body  # type: ignore[attr-defined]
+    docs: dict[str, str] = {}
+    for node, nxt in zip(body, body[1:], strict=False):
+        if (
+            isinstance(node, ast.AnnAssign)
+            and isinstance(node.target, ast.Name)
+            and isinstance(nxt, ast.Expr)
+            and isinstance(nxt.value, ast.Constant)
+            and isinstance(nxt.value.value, str)
+        ):
+            docs[node.target.id] = nxt.value.value.strip()
+    return docs
+
+
+def _h(name: str) -> str:
+    default = getattr(TrainConfig(), name)
+    doc = field_docs().get(name, "")
+    return f"{doc} (default: {default})" if default is not None else doc
+
+
+def _test_size(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from exc
+    return int(value) if value >= 1 else value
+
+
+def _names(text: str) -> tuple[str, ...]:
+    names = tuple(n.strip() for n in text.split(",") if n.strip())
+    if not names:
+        raise argparse.ArgumentTypeError("expected comma-separated label values")
+    return names
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="nws-train",
+        description="Fine-tune a text classifier with NWS adaptive sampling (or a baseline).",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="Outputs in --output: metrics.jsonl (one row per evaluation), summary.json, "
+        "curves.png. See docs/trainer.md.",
+    )
+    g = p.add_argument_group("strategy")
+    g.add_argument("--strategy", choices=STRATEGIES, default="nws", help=_h("strategy"))
+    g.add_argument("--batching", choices=("fill", "shrink"), default="fill", help=_h("batching"))
+    g.add_argument("--ratio", type=float, default=0.4, help=_h("ratio"))
+    g.add_argument("--p-min", type=float, default=0.05, help=_h("p_min"))
+    g.add_argument("--warmup-steps", type=int, default=50, help=_h("warmup_steps"))
+
+    g = p.add_argument_group("model and data")
+    g.add_argument("--model", type=Path, help=_h("model"))
+    g.add_argument("--data", type=Path, help=_h("data"))
+    g.add_argument("--text-column", default="text", help=_h("text_column"))
+    g.add_argument("--text-pair-column", help=_h("text_pair_column"))
+    g.add_argument("--label-column", default="label", help=_h("label_column"))
+    g.add_argument(
+        "--label-names", type=_names, help=_h("label_names") + " Comma-separated, e.g. neg,pos."
+    )
+    g.add_argument("--test-data", type=Path, help=_h("test_data"))
+    g.add_argument("--test-size", type=_test_size, default=2000, help=_h("test_size"))
+    g.add_argument("--train-size", type=int, help=_h("train_size"))
+    g.add_argument("--split-seed", type=int, default=0, help=_h("split_seed"))
+
+    g = p.add_argument_group("training")
+    g.add_argument("--batch-size", type=int, default=32, help=_h("batch_size"))
+    g.add_argument("--max-seq-len", type=int, default=64, help=_h("max_seq_len"))
+    g.add_argument("--lr", type=float, default=5e-5, help=_h("lr"))
+    g.add_argument("--weight-decay", type=float, default=0.01, help=_h("weight_decay"))
+    g.add_argument(
+        "--lr-schedule", choices=("constant", "linear"), default="constant", help=_h("lr_schedule")
+    )
+    g.add_argument("--max-grad-norm", type=float, default=1.0, help=_h("max_grad_norm"))
+    g.add_argument("--epochs", type=int, default=1, help=_h("epochs"))
+    g.add_argument("--max-steps", type=int, help=_h("max_steps"))
+    g.add_argument("--time-budget", type=float, help=_h("time_budget"))
+    g.add_argument("--eval-every", type=int, default=50, help=_h("eval_every"))
+    g.add_argument("--eval-batch-size", type=int, default=128, help=_h("eval_batch_size"))
+    g.add_argument("--probe-size", type=int, default=512, help=_h("probe_size"))
+    g.add_argument("--seed", type=int, default=0, help=_h("seed"))
+    g.add_argument("--device", default="cpu", help=_h("device"))
+
+    g = p.add_argument_group("sketch")
+    g.add_argument("--sketch-endpoint", metavar="HOST:PORT", help=_h("sketch_endpoint"))
+    g.add_argument("--sketch-name", help=_h("sketch_name"))
+    g.add_argument("--sketch-rows", type=int, default=200, help=_h("sketch_rows"))
+    g.add_argument("--sketch-bits", type=int, default=10, help=_h("sketch_bits"))
+    g.add_argument("--sketch-decay", type=float, default=1.0, help=_h("sketch_decay"))
+    g.add_argument(
+        "--sketch-backend", choices=("grpc", "inprocess"), default="grpc", help=_h("sketch_backend")
+    )
+    g.add_argument("--num-workers", type=int, default=0, help=_h("num_workers"))
+    g.add_argument("--cache-dir", type=Path, help=_h("cache_dir"))
+
+    g = p.add_argument_group("output")
+    g.add_argument("--output", type=Path, default=Path("runs/nws-train"), help=_h("output"))
+    g.add_argument("--no-progress", action="store_true", help="Do not show progress bars.")
+    return p
+
+
+def config_from_args(args: argparse.Namespace) -> TrainConfig:
+    values: dict[str, Any] = {k: v for k, v in vars(args).items() if k != "no_progress"}
+    values["progress"] = not args.no_progress
+    return TrainConfig(**values).validate()
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        cfg = config_from_args(args)
+        from nws_trainer.prepare import prepare
+        from nws_trainer.train import Trainer
+
+        prep = prepare(cfg)
+        trainer = Trainer(prep)
+    except ConfigError as exc:
+        parser.exit(2, f"nws-train: error: {exc}\n")
+    try:
+        trainer.run()
+    except KeyboardInterrupt:
+        print("nws-train: interrupted", file=sys.stderr)
+        return 130
+    except ConfigError as exc:
+        parser.exit(2, f"nws-train: error: {exc}\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,187 @@
+"""The trainer's configuration: one frozen object, a one-line docstring per field, checked once."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+Strategy = Literal["full", "uniform", "nws", "nws-live", "selective-backprop"]
+STRATEGIES: tuple[str, ...] = ("full", "uniform", "nws", "nws-live", "selective-backprop")
+SAMPLED: frozenset[str] = frozenset({"uniform", "nws", "nws-live", "selective-backprop"})
+"""Strategies that select a subset of the candidates (and so use ratio, p-min, batching)."""
+SKETCHED: frozenset[str] = frozenset({"nws", "nws-live"})
+"""Strategies that score candidates with a sketch."""
+TRAINER_SIDE: frozenset[str] = frozenset({"nws-live", "selective-backprop"})
+"""Strategies that select inside the trainer, after a forward pass of the current model."""
+
+
+class ConfigError(ValueError):
+    """A bad setting or input, reported before training starts."""
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Everything one ``nws-train`` run depends on (persisted in ``summary.json``)."""
+
+    strategy: Strategy = "nws"
+    """full | uniform | nws | nws-live | selective-backprop."""
+    batching: Literal["fill", "shrink"] = "fill"
+    """fill: kept examples fill whole batches; shrink: each candidate batch keeps its kept part."""
+    ratio: float = 0.4
+    """Target fraction of candidates kept by the sampled strategies, in (0, 1]."""
+    p_min: float = 0.05
+    """Floor of every keep probability, in [0, ratio]; > 0 keeps the weighted loss unbiased."""
+    warmup_steps: int = 50
+    """Sketch warm-up: the first warmup_steps * batch_size observations keep every candidate."""
+
+    model: Path | None = None
+    """Local Hugging Face model folder; None = the packaged all-MiniLM-L6-v2."""
+    data: Path | None = None
+    """CSV / TSV / JSONL file; None = the packaged Rotten Tomatoes snippets."""
+    text_column: str = "text"
+    """Column with the text."""
+    text_pair_column: str | None = None
+    """Column with the second text of a pair (MRPC-style), if any."""
+    label_column: str = "label"
+    """Column with the class label."""
+    label_names: tuple[str, ...] | None = None
+    """Expected label values in class-id order; None = the sorted labels found in the data."""
+    test_data: Path | None = None
+    """Separate test file (same columns); None = a seeded split of --data."""
+    test_size: float = 2000
+    """Test rows split off --data: a count (>= 1) or a fraction (< 1)."""
+    train_size: int | None = None
+    """Use only the first train_size rows of the (shuffled) training split; None = all."""
+    split_seed: int = 0
+    """Seed of the train / test split and of the probe set (fixed across run seeds)."""
+
+    batch_size: int = 32
+    """Examples per optimizer step (fill) or candidates per step (shrink, full)."""
+    max_seq_len: int = 64
+    """Tokens per example (longer texts are truncated)."""
+    lr: float = 5e-5
+    """AdamW learning rate."""
+    weight_decay: float = 0.01
+    """AdamW weight decay."""
+    lr_schedule: Literal["constant", "linear"] = "constant"
+    """constant, or linear decay to 0 over the planned steps."""
+    max_grad_norm: float = 1.0
+    """Gradient clipping norm; 0 = no clipping."""
+    epochs: int = 1
+    """Passes over the training candidates."""
+    max_steps: int | None = None
+    """Stop after this many optimizer steps."""
+    time_budget: float | None = None
+    """Stop once the training clock (evaluation excluded) passes this many seconds."""
+    eval_every: int = 50
+    """Evaluate on the test set every this many steps (and at step 0 and at the end)."""
+    eval_batch_size: int = 128
+    """Batch size of evaluation forwards."""
+    probe_size: int = 512
+    """Training examples in the fixed probe set for the estimate-vs-true-loss Spearman."""
+    seed: int = 0
+    """Seed of the classifier head, dropout, candidate order and sampling draws."""
+    device: str = "cpu"
+    """Torch device of the model: cpu, cuda, or auto."""
+
+    sketch_endpoint: str | None = None
+    """HOST:PORT of a running sketch server; None = an embedded server on a loopback port."""
+    sketch_name: str | None = None
+    """Name of the sketch on the server; None = a fresh unique name."""
+    sketch_rows: int = 200
+    """R: hash rows of the sketch."""
+    sketch_bits: int = 10
+    """K: sign bits per row (kernel width: more bits, narrower kernel)."""
+    sketch_decay: float = 1.0
+    """Forgetting factor in (0, 1] applied to the sketch before every update; 1 = none."""
+    sketch_backend: Literal["grpc", "inprocess"] = "grpc"
+    """grpc (a sketch server; the product path) or inprocess (the engine in this process; tests)."""
+    num_workers: int = 0
+    """Loader worker processes (spawned); each is its own sketch client."""
+    cache_dir: Path | None = None
+    """Embedding cache folder; None = $NWS_CACHE_DIR or ~/.cache/nws/embeddings."""
+    output: Path = Path("runs/nws-train")
+    """Folder for metrics.jsonl, summary.json and curves.png."""
+    progress: bool = True
+    """Show tqdm progress bars."""
+
+    def validate(self) -> TrainConfig:
+        """Raise :class:`ConfigError` naming the first bad setting; else return self."""
+        _need(self.strategy in STRATEGIES, f"strategy must be one of {STRATEGIES}", self.strategy)
+        _need(self.batching in ("fill", "shrink"), "batching must be fill or shrink", self.batching)
+        _need(0.0 < self.ratio <= 1.0, "ratio must be in (0, 1]", self.ratio)
+        _need(0.0 <= self.p_min <= self.ratio, "p_min must be in [0, ratio]", self.p_min)
+        _need(self.warmup_steps >= 0, "warmup_steps must be >= 0", self.warmup_steps)
+        _need(self.batch_size >= 1, "batch_size must be >= 1", self.batch_size)
+        _need(self.max_seq_len >= 2, "max_seq_len must be >= 2", self.max_seq_len)
+        _need(self.lr > 0 and math.isfinite(self.lr), "lr must be > 0", self.lr)
+        _need(self.weight_decay >= 0, "weight_decay must be >= 0", self.weight_decay)
+        _need(
+            self.lr_schedule in ("constant", "linear"),
+            "lr_schedule must be constant or linear",
+            self.lr_schedule,
+        )
+        _need(self.max_grad_norm >= 0, "max_grad_norm must be >= 0", self.max_grad_norm)
+        _need(self.epochs >= 1, "epochs must be >= 1", self.epochs)
+        _need(
+            self.max_steps is None or self.max_steps >= 1, "max_steps must be >= 1", self.max_steps
+        )
+        _need(
+            self.time_budget is None or self.time_budget > 0,
+            "time_budget must be > 0 seconds",
+            self.time_budget,
+        )
+        _need(self.eval_every >= 1, "eval_every must be >= 1", self.eval_every)
+        _need(self.eval_batch_size >= 1, "eval_batch_size must be >= 1", self.eval_batch_size)
+        _need(self.probe_size >= 0, "probe_size must be >= 0", self.probe_size)
+        _need(self.test_size > 0, "test_size must be > 0", self.test_size)
+        _need(
+            self.train_size is None or self.train_size >= 1,
+            "train_size must be >= 1",
+            self.train_size,
+        )
+        _need(self.num_workers >= 0, "num_workers must be >= 0", self.num_workers)
+        _need(self.sketch_rows >= 1, "sketch_rows must be >= 1", self.sketch_rows)
+        _need(1 <= self.sketch_bits <= 24, "sketch_bits must be in [1, 24]", self.sketch_bits)
+        _need(0 < self.sketch_decay <= 1, "sketch_decay must be in (0, 1]", self.sketch_decay)
+        _need(
+            self.sketch_backend in ("grpc", "inprocess"),
+            "sketch_backend must be grpc or inprocess",
+            self.sketch_backend,
+        )
+        if self.sketch_endpoint is not None:
+            host, sep, port = self.sketch_endpoint.rpartition(":")
+            _need(
+                bool(sep and host and port.isdigit() and 0 < int(port) < 65536),
+                "sketch_endpoint must be HOST:PORT",
+                self.sketch_endpoint,
+            )
+        _need(
+            not (
+                self.strategy == "nws" and self.sketch_backend == "inprocess" and self.num_workers
+            ),
+            "the in-process sketch backend cannot serve loader worker processes; "
+            "use --num-workers 0 or a sketch server",
+            self.num_workers,
+        )
+        return self
+
+    def replace(self, **changes: Any) -> TrainConfig:
+        return dataclasses.replace(self, **changes)
+
+    def to_dict(self) -> dict[str, Any]:
+        d = dataclasses.asdict(self)
+        for key, value in d.items():
+            if isinstance(value, Path):
+                d[key] = str(value)
+            elif isinstance(value, tuple):
+                d[key] = list(value)
+        return d
+
+
+def _need(ok: bool, message: str, value: Any) -> None:
+    if not ok:
+        raise ConfigError(f"{message}, got {value!r}")
