@@ -2,12 +2,13 @@
 
 ``put`` queues an update and returns at once; the thread sends queued updates on a stream (a
 bounded number unacknowledged at a time) and matches the server's acks by request id. When the
-stream breaks (server restart, network), the unacknowledged updates go back to the front of the
-queue with their request ids and are sent again on the next stream; the server applies an id only
-once, so nothing is counted twice and nothing acknowledged is lost. ``flush`` waits until every
-queued update is acknowledged. The buffer holds at most ``max_rows`` rows: beyond that ``put``
-either drops the oldest queued updates (``drop_oldest``, counted) or waits for room and then
-raises.
+stream breaks (server restart, network), or the server acks an update with UNAVAILABLE (its state
+store is down, so nothing was applied), the unacknowledged updates go back to the front of the
+queue with their request ids and are sent again on the next stream, after a backoff; the server
+applies an id only once, so nothing is counted twice and nothing acknowledged is lost. ``flush``
+waits until every queued update is acknowledged. The buffer holds at most ``max_rows`` rows:
+beyond that ``put`` either drops the oldest queued updates (``drop_oldest``, counted) or waits for
+room and then raises.
 """
 
 from __future__ import annotations
@@ -34,6 +35,8 @@ from nws_client.errors import (
 )
 
 log = logging.getLogger("nws_client")
+
+_UNAVAILABLE = grpc.StatusCode.UNAVAILABLE.value[0]
 
 OpenStream = Callable[[Iterator[pb.UpdateRequest]], Iterator[pb.UpdateAck]]
 
@@ -191,11 +194,24 @@ class UpdateStreamer:
 
     def _stream(self) -> None:
         """One stream: send queued updates until idle, paused, closed or old; match the acks."""
-        for ack in self._open_stream(self._requests()):
+        call = self._open_stream(self._requests())
+        for ack in call:
             with self._cond:
                 item = self._in_flight.pop(ack.request_id, None)
                 if item is None:
                     continue
+                if ack.code == _UNAVAILABLE:
+                    # the server is up but cannot make the update durable (its state store is
+                    # down): nothing was applied. Send it again, first, after a backoff.
+                    self._requeue_in_flight()
+                    self._queue.appendleft(item)
+                    self._acked_in_stream = False
+                    self.last_error = f"UNAVAILABLE: {ack.message}"
+                    self.counters.reconnects += 1
+                    cancel = getattr(call, "cancel", None)
+                    if cancel is not None:
+                        cancel()
+                    break
                 self._buffered_rows -= item.rows
                 self._acked_in_stream = True
                 self._last_ack = time.monotonic()

@@ -103,6 +103,11 @@ class SketchClient:
             bytes at a precision cost.
         max_message_bytes: largest message sent or received.
         options: extra gRPC channel options.
+        auth_token: bearer token of a server started with one; None reads the environment
+            variable ``NWS_AUTH_TOKEN`` (unset: no token is sent).
+        tls: False for a plaintext channel; True for TLS verified against the system's root
+            certificates; a path to a PEM file of the CA (or the server's self-signed
+            certificate) to trust instead.
     """
 
     def __init__(
@@ -115,6 +120,8 @@ class SketchClient:
         wire_dtype: _wire.WireDType | None = None,
         max_message_bytes: int = 64 * 2**20,
         options: Sequence[tuple[str, Any]] = (),
+        auth_token: str | None = None,
+        tls: bool | str | os.PathLike[str] = False,
     ) -> None:
         if on_unavailable not in ("raise", "accept_all", "uniform"):
             raise ValueError(
@@ -128,6 +135,16 @@ class SketchClient:
             raise ValueError(f"max_buffered_updates must be >= 1, got {max_buffered_updates}")
         self.target = target
         self.timeout = float(timeout)
+        # TLS credentials are made with each channel (lazily, also in a forked child)
+        self._tls = tls is not False
+        self._tls_roots: bytes | None = None
+        if tls is not True and tls is not False:
+            with open(tls, "rb") as f:
+                self._tls_roots = f.read()
+        token = auth_token if auth_token is not None else os.environ.get("NWS_AUTH_TOKEN")
+        self._metadata: tuple[tuple[str, str], ...] = (
+            (("authorization", f"Bearer {token.strip()}"),) if token and token.strip() else ()
+        )
         self.on_unavailable: OnUnavailable = on_unavailable
         self.max_buffered_updates = max_buffered_updates
         self.wire_dtype = wire_dtype
@@ -269,6 +286,13 @@ class SketchClient:
         if self._streamer is not None:
             self._streamer.flush(self.timeout if timeout is None else timeout)
 
+    def snapshot(self, name: str | None = None) -> dict[str, int]:
+        """Have the server snapshot every sketch (or ``name``) to its state store and compact
+        the journals; returns, per sketch, the last journal sequence number its snapshot covers.
+        Fails with FailedPrecondition when the server keeps no store."""
+        response = self._call("Snapshot", pb.SnapshotRequest(name=name or ""))
+        return {s.name: s.seq for s in response.sketches}
+
     # ----------------------------------------------------------------- statistics
     def stats(self, name: str | None = None) -> Stats:
         """Server statistics, those of every sketch (or of ``name``), and this client's."""
@@ -282,6 +306,9 @@ class SketchClient:
                 uptime_seconds=s.uptime_seconds,
                 sketches=s.sketches,
                 micro_batching=s.micro_batching,
+                store=s.store,
+                restored_sketches=s.restored_sketches,
+                replayed_records=s.replayed_records,
             ),
             sketches={k: _wire.stats_from_proto(v) for k, v in response.sketches.items()},
             client=self.client_stats(),
@@ -353,7 +380,13 @@ class SketchClient:
         if stub is None:
             with self._lock:
                 if self._stub is None:
-                    self._channel = grpc.insecure_channel(self.target, options=self._options)
+                    if self._tls:
+                        credentials = grpc.ssl_channel_credentials(self._tls_roots)
+                        self._channel = grpc.secure_channel(
+                            self.target, credentials, options=self._options
+                        )
+                    else:
+                        self._channel = grpc.insecure_channel(self.target, options=self._options)
                     self._stub = sketch_pb2_grpc.SketchServiceStub(self._channel)
                 stub = self._stub
         return stub
@@ -362,7 +395,7 @@ class SketchClient:
         rpc: Callable[..., Any] = getattr(self._get_stub(), method)
         try:
             with GATE.call():
-                response = rpc(request, timeout=self.timeout)
+                response = rpc(request, timeout=self.timeout, metadata=self._metadata)
         except grpc.RpcError as exc:
             error = from_rpc_error(exc)
             with self._lock:
@@ -390,7 +423,7 @@ class SketchClient:
 
     def _open_stream(self, requests: Iterator[pb.UpdateRequest]) -> Iterator[pb.UpdateAck]:
         stub = self._get_stub()
-        return stub.StreamUpdates(requests, timeout=120.0 + self.timeout)
+        return stub.StreamUpdates(requests, timeout=120.0 + self.timeout, metadata=self._metadata)
 
     def _tensor(self, x: np.ndarray) -> pb.Tensor:
         return _wire.encode_tensor(x, self.wire_dtype)

@@ -140,6 +140,12 @@ class ServerStats:
     uptime_seconds: float
     sketches: int
     micro_batching: bool
+    store: str = "memory"
+    """Where the server keeps its state: 'memory', 'file' or 'redis'."""
+    restored_sketches: int = 0
+    """Sketches the server restored from its state store when it started."""
+    replayed_records: int = 0
+    """Journal records it replayed for them."""
 
 
 @dataclass(frozen=True)

@@ -26,6 +26,8 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, Literal
 
+from pydantic import SecretStr
+
 from nws_server.settings import Settings
 
 Mode = Literal["process", "thread"]
@@ -130,6 +132,8 @@ class EmbeddedServer:
         ready = Path(self._tmp.name) / "ready.json"
         env = dict(os.environ)
         for name, value in self.settings.model_dump(exclude_none=True).items():
+            if isinstance(value, SecretStr):
+                value = value.get_secret_value()
             env[f"NWS_{name.upper()}"] = str(value)
         env["NWS_READY_FILE"] = str(ready)
         env["NWS_PARENT_PID"] = str(os.getpid())

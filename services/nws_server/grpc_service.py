@@ -179,6 +179,13 @@ class SketchServicer(sketch_pb2_grpc.SketchServiceServicer):
             sketches={info.name: wire.status_to_proto(info.status) for info in infos},
         )
 
+    @_unary
+    def Snapshot(self, request: pb.SnapshotRequest) -> pb.SnapshotResponse:
+        results = self.registry.snapshot(request.name or None)
+        return pb.SnapshotResponse(
+            sketches=[pb.SnapshotResult(name=r.name, seq=r.seq, written=r.written) for r in results]
+        )
+
     def _update(self, request: pb.UpdateRequest) -> UpdateResult:
         x = wire.tensor_from_proto(request.embeddings, "embeddings")
         values = wire.values_from_proto(request.values)

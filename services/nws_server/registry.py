@@ -8,26 +8,50 @@ id, and keeps the usage counters (acceptance rate, prior-hit rate, update rates)
 
 Inputs are validated once, here or in the engine, before anything changes: a rejected request
 leaves every sketch exactly as it was.
+
+Durability (with a :class:`~nws_server.store.StateStore`): every accepted mutation is appended to
+the sketch's journal (:mod:`nws_server.records`) under the sketch's lock, after validation and
+before it is applied, so an acknowledged mutation is durable and a failed append (Unavailable)
+changes nothing. :meth:`SketchRegistry.snapshot` writes snapshots that compact the journals;
+:meth:`SketchRegistry.restore` rebuilds every sketch from its snapshot and journal on start.
 """
 
 from __future__ import annotations
 
+import builtins
 import logging
 import re
 import threading
 import time
 from collections import OrderedDict, deque
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 import torch
 
-from nws_server import policy
+from nws_server import policy, records
 from nws_server.batching import Coalescer
-from nws_server.errors import AlreadyExists, InvalidArgument, NotFound, ResourceExhausted
-from nws_server.sketch import Estimates, NWSketch, SketchConfig, as_embeddings, resolve_device
+from nws_server.errors import (
+    AlreadyExists,
+    DataCorruption,
+    FailedPrecondition,
+    InvalidArgument,
+    NotFound,
+    NWSError,
+    ResourceExhausted,
+    Unavailable,
+)
+from nws_server.sketch import (
+    Estimates,
+    NWSketch,
+    SketchConfig,
+    as_embeddings,
+    as_values,
+    resolve_device,
+)
+from nws_server.store import Loaded, StateStore
 
 log = logging.getLogger(__name__)
 
@@ -127,6 +151,35 @@ class ServerInfo:
     uptime_seconds: float
     sketches: int
     micro_batching: bool
+    store: str = "memory"
+    """Where the state lives: 'memory', 'file' or 'redis'."""
+    restored_sketches: int = 0
+    replayed_records: int = 0
+
+
+@dataclass
+class RestoreReport:
+    """What :meth:`SketchRegistry.restore` found in the state store."""
+
+    sketches: int = 0
+    """Sketches restored."""
+    snapshots: int = 0
+    """Of them, restored from a snapshot (the others from their journal alone)."""
+    records: int = 0
+    """Journal records replayed."""
+    dropped_tails: int = 0
+    """Torn, never acknowledged final journal records dropped."""
+    discarded: list[str] = field(default_factory=list)
+    """Corrupt sketches discarded (only with ``discard_corrupt``)."""
+
+
+@dataclass(frozen=True)
+class SnapshotResult:
+    name: str
+    seq: int
+    """The last journal sequence number the sketch's snapshot covers."""
+    written: bool
+    """False when nothing had changed since the previous snapshot."""
 
 
 class RateMeter:
@@ -173,14 +226,21 @@ class _Entry:
         warmup: int,
         batching: Batching,
         on_batch: Callable[[int, int], None] | None,
+        created_at: float | None = None,
     ) -> None:
         self.name = name
         self.sketch = sketch
         self.requested = requested  # the config of the create call, for idempotent re-creates
         self.warmup = warmup
-        self.created_at = time.time()
+        self.created_at = time.time() if created_at is None else created_at
         self.lock = threading.Lock()  # serialises every engine call on this sketch
         self.applied: OrderedDict[str, int] = OrderedDict()  # request id -> observations
+        # durability: the last journal record written, the last one a snapshot covers; the
+        # snapshot lock orders snapshot writes (and delete) of this sketch; taken before `lock`
+        self.seq = 0
+        self.snapshot_seq = 0
+        self.snapshot_lock = threading.Lock()
+        self.deleted = False
         self._counter_lock = threading.Lock()
         self.sampled = 0
         self.accepted = 0
@@ -252,10 +312,13 @@ class SketchRegistry:
         limits: Limits | None = None,
         batching: Batching | None = None,
         on_batch: Callable[[int, int], None] | None = None,
+        store: StateStore | None = None,
     ) -> None:
         self.device = resolve_device(device)
         self.limits = limits or Limits()
         self.batching = batching or Batching()
+        self.store = store
+        self.restored = RestoreReport()
         self.started_at = time.time()
         self._on_batch = on_batch
         self._entries: dict[str, _Entry] = {}
@@ -288,14 +351,17 @@ class SketchRegistry:
                     f"sketch {name!r} would take {size:,} bytes, over the limit of "
                     f"{self.limits.max_sketch_bytes:,} (lower rows, bits or dim, or set buckets)"
                 )
-            entry = _Entry(
+            sketch = NWSketch(config, device=self.device)
+            created_at = time.time()
+            seq = self._journal(
                 name,
-                NWSketch(config, device=self.device),
-                config,
-                warmup,
-                self.batching,
-                self._on_batch,
+                records.encode(
+                    "create",
+                    {"config": config.to_dict(), "warmup": warmup, "created_at": created_at},
+                ),
             )
+            entry = self._new_entry(name, sketch, config, warmup, created_at)
+            entry.seq = seq
             self._entries[name] = entry
         log.info("created sketch %r: %s, warmup %d", name, config, warmup)
         return self._info(entry), True
@@ -310,8 +376,16 @@ class SketchRegistry:
 
     def delete(self, name: str) -> None:
         with self._lock:
-            if self._entries.pop(name, None) is None:
-                raise NotFound(f"no sketch named {name!r}")
+            entry = self._entry(name)
+            with entry.snapshot_lock, entry.lock:
+                self._journal(name, records.encode("delete"))
+                entry.deleted = True
+            del self._entries[name]
+            if self.store is not None:  # under the lock: a re-create must not race the wipe
+                try:  # the durable delete record already counts; this only frees the space
+                    self.store.delete(name)
+                except (NWSError, OSError) as exc:
+                    log.warning("sketch %r deleted; its stored state stays for now: %s", name, exc)
         log.info("deleted sketch %r", name)
 
     def server_info(self) -> ServerInfo:
@@ -321,6 +395,9 @@ class SketchRegistry:
             uptime_seconds=time.time() - self.started_at,
             sketches=len(self._entries),
             micro_batching=self.batching.enabled,
+            store=self.store.kind if self.store is not None else "memory",
+            restored_sketches=self.restored.sketches,
+            replayed_records=self.restored.records,
         )
 
     # ----------------------------------------------------------------- the verbs
@@ -376,30 +453,234 @@ class SketchRegistry:
                 f"got {len(request_id)}"
             )
         x = self._batch(entry, embeddings)
-        window = self.limits.idempotency_window
+        if x.shape[0] == 0:
+            raise InvalidArgument("update needs at least one row, got an empty batch")
+        y = as_values(values, x.shape[0])
         with entry.lock:
+            self._check_live(entry)
             if request_id and request_id in entry.applied:
                 return UpdateResult(request_id, entry.applied[request_id], duplicate=True)
-            entry.sketch.update(x, values)
-            observations = entry.sketch.observations
-            if request_id and window:
-                entry.applied[request_id] = observations
-                while len(entry.applied) > window:
-                    entry.applied.popitem(last=False)
+            if self.store is not None:
+                record = records.encode(
+                    "update",
+                    {"request_id": request_id},
+                    embeddings=x.numpy(),
+                    values=y.numpy(),
+                )
+                entry.seq = self._journal(name, record)
+            observations = self._apply_update(entry, x, y, request_id)
         entry.count_update(x.shape[0])
         return UpdateResult(request_id, observations, duplicate=False)
 
     def decay(self, name: str, factor: float) -> SketchInfo:
         entry = self._entry(name)
+        if not (isinstance(factor, (int, float)) and 0.0 < factor <= 1.0):
+            raise InvalidArgument(f"decay factor must be in (0, 1], got {factor}")
         with entry.lock:
-            entry.sketch.decay(factor)
+            self._check_live(entry)
+            if self.store is not None:
+                entry.seq = self._journal(name, records.encode("decay", {"factor": float(factor)}))
+            entry.sketch.decay(float(factor))
         return self._info(entry)
 
     def set_center(self, name: str, center: Any) -> SketchInfo:
         entry = self._entry(name)
         with entry.lock:
-            entry.sketch.set_center(center)
+            self._check_live(entry)
+            c = entry.sketch.check_center(center)
+            if self.store is not None:
+                entry.seq = self._journal(name, records.encode("set_center", center=c.numpy()))
+            entry.sketch.set_center(c)
         return self._info(entry)
+
+    # ----------------------------------------------------------------- durability
+    def snapshot(self, name: str | None = None) -> builtins.list[SnapshotResult]:
+        """Write a snapshot of every sketch (or of ``name``) and compact its journal.
+
+        A sketch with no mutation since its previous snapshot is skipped (``written`` False).
+        """
+        if self.store is None:
+            raise FailedPrecondition("this server keeps no state store (start it with --store)")
+        if name:
+            entries = [self._entry(name)]
+        else:
+            with self._lock:
+                entries = [entry for _, entry in sorted(self._entries.items())]
+        results: builtins.list[SnapshotResult] = []
+        for entry in entries:
+            with entry.snapshot_lock:
+                if entry.deleted:
+                    continue
+                with entry.lock:
+                    upto = entry.seq
+                    if upto == entry.snapshot_seq:
+                        results.append(SnapshotResult(entry.name, upto, written=False))
+                        continue
+                    data = self._snapshot_bytes(entry)
+                try:
+                    self.store.snapshot(entry.name, data, upto)
+                except OSError as exc:
+                    raise Unavailable(f"state store write failed: {exc}") from exc
+                entry.snapshot_seq = upto
+            results.append(SnapshotResult(entry.name, upto, written=True))
+        return results
+
+    def restore(self, *, discard_corrupt: bool = False) -> RestoreReport:
+        """Rebuild every sketch of the store: its latest snapshot plus the journal after it.
+
+        Called once, before serving. Corrupt state raises :class:`DataCorruption`, unless
+        ``discard_corrupt``: then the corrupt sketch's stored state is deleted and it is left out.
+        """
+        report = RestoreReport()
+        if self.store is None:
+            return report
+        for name in self.store.names():
+            try:
+                loaded = self.store.load(name)
+                entry, replayed, from_snapshot = self._rebuild(name, loaded)
+            except DataCorruption as exc:
+                if not discard_corrupt:
+                    raise DataCorruption(
+                        f"the state store holds corrupt state for sketch {name!r}: {exc}. "
+                        "Refusing to start rather than serve wrong state; restore the store "
+                        "from a backup, or pass --start-empty-on-corruption to discard the "
+                        "corrupt sketches"
+                    ) from exc
+                log.error(
+                    "DISCARDING the stored state of sketch %r, which is corrupt (%s): "
+                    "--start-empty-on-corruption is set",
+                    name,
+                    exc,
+                )
+                self.store.delete(name)
+                report.discarded.append(name)
+                continue
+            report.records += replayed
+            report.dropped_tails += int(loaded.dropped_tail)
+            if entry is None:  # its last record is a delete: finish the clean-up
+                self.store.delete(name)
+                continue
+            with self._lock:
+                self._entries[name] = entry
+            report.sketches += 1
+            report.snapshots += int(from_snapshot)
+        self.restored = report
+        return report
+
+    def _snapshot_bytes(self, entry: _Entry) -> bytes:
+        """The snapshot payload of an entry; the caller holds its lock."""
+        with entry._counter_lock:
+            sampled, accepted = entry.sampled, entry.accepted
+        return records.encode(
+            "snapshot",
+            {
+                "requested": entry.requested.to_dict(),
+                "warmup": entry.warmup,
+                "created_at": entry.created_at,
+                "sampled": sampled,
+                "accepted": accepted,
+                "applied": [[k, v] for k, v in entry.applied.items()],
+            },
+            sketch=np.frombuffer(entry.sketch.serialize(), dtype=np.uint8),
+        )
+
+    def _rebuild(self, name: str, loaded: Loaded) -> tuple[_Entry | None, int, bool]:
+        """(entry or None if deleted, records replayed, whether a snapshot was used)."""
+        decoded = [(seq, records.decode(payload)) for seq, payload in loaded.records]
+        deletes = [i for i, (_, rec) in enumerate(decoded) if rec.op == "delete"]
+        entry: _Entry | None = None
+        from_snapshot = False
+        if deletes:
+            decoded = decoded[deletes[-1] + 1 :]  # the snapshot and older records are void
+        elif loaded.snapshot is not None:
+            entry = self._entry_from_snapshot(name, loaded.snapshot)
+            entry.seq = entry.snapshot_seq = loaded.snapshot_seq
+            from_snapshot = True
+        for seq, rec in decoded:
+            try:
+                if rec.op == "create":
+                    if entry is not None:
+                        raise DataCorruption("a create record for a sketch that exists")
+                    f = rec.fields
+                    config = SketchConfig.from_dict(f["config"])
+                    sketch = NWSketch(config, device=self.device)
+                    entry = self._new_entry(
+                        name, sketch, config, int(f["warmup"]), float(f["created_at"])
+                    )
+                elif entry is None:
+                    raise DataCorruption(f"a {rec.op} record before the sketch's create record")
+                elif rec.op == "update":
+                    request_id = str(rec.fields["request_id"])
+                    # as live: a request id already applied is not applied again (a record of
+                    # an append that failed on its way back, then retried, is in twice)
+                    if not (request_id and request_id in entry.applied):
+                        x = torch.from_numpy(rec.arrays["embeddings"])
+                        y = torch.from_numpy(rec.arrays["values"])
+                        self._apply_update(entry, x, y, request_id)
+                elif rec.op == "decay":
+                    entry.sketch.decay(float(rec.fields["factor"]))
+                elif rec.op == "set_center":
+                    entry.sketch.set_center(torch.from_numpy(rec.arrays["center"]))
+                else:
+                    raise DataCorruption(f"unexpected {rec.op} record in a journal")
+            except (NWSError, KeyError, TypeError, ValueError) as exc:
+                if isinstance(exc, DataCorruption):
+                    raise DataCorruption(f"journal record {seq}: {exc}") from exc
+                raise DataCorruption(f"journal record {seq} cannot be replayed: {exc}") from exc
+            entry.seq = seq
+        return entry, len(decoded), from_snapshot
+
+    def _entry_from_snapshot(self, name: str, data: bytes) -> _Entry:
+        rec = records.decode(data)
+        if rec.op != "snapshot":
+            raise DataCorruption(f"the snapshot holds a {rec.op} record")
+        try:
+            f = rec.fields
+            sketch = NWSketch.deserialize(rec.arrays["sketch"].tobytes(), device=self.device)
+            requested = SketchConfig.from_dict(f["requested"])
+            entry = self._new_entry(
+                name, sketch, requested, int(f["warmup"]), float(f["created_at"])
+            )
+            entry.sampled, entry.accepted = int(f["sampled"]), int(f["accepted"])
+            for request_id, observations in f["applied"]:
+                entry.applied[str(request_id)] = int(observations)
+        except (KeyError, TypeError, ValueError) as exc:
+            raise DataCorruption(f"the snapshot's content is invalid: {exc}") from exc
+        return entry
+
+    def _new_entry(
+        self, name: str, sketch: NWSketch, requested: SketchConfig, warmup: int, created_at: float
+    ) -> _Entry:
+        return _Entry(
+            name, sketch, requested, warmup, self.batching, self._on_batch, created_at=created_at
+        )
+
+    def _apply_update(
+        self, entry: _Entry, x: torch.Tensor, y: torch.Tensor, request_id: str
+    ) -> int:
+        """Apply a validated update and remember its request id; the caller holds the lock."""
+        entry.sketch.update(x, y)
+        observations = entry.sketch.observations
+        window = self.limits.idempotency_window
+        if request_id and window:
+            entry.applied[request_id] = observations
+            while len(entry.applied) > window:
+                entry.applied.popitem(last=False)
+        return observations
+
+    def _journal(self, name: str, record: bytes) -> int:
+        """Append a record to the sketch's journal; durable on return. 0 without a store."""
+        if self.store is None:
+            return 0
+        try:
+            return self.store.append(name, record)
+        except OSError as exc:
+            raise Unavailable(f"state store write failed: {exc}") from exc
+
+    @staticmethod
+    def _check_live(entry: _Entry) -> None:
+        if entry.deleted:  # deleted while this request waited for the lock
+            raise NotFound(f"no sketch named {entry.name!r}")
 
     # ----------------------------------------------------------------- internals
     def _entry(self, name: str) -> _Entry:
@@ -479,12 +760,14 @@ __all__ = [
     "Batching",
     "Limits",
     "RateMeter",
+    "RestoreReport",
     "SampleResult",
     "ScoreResult",
     "ServerInfo",
     "SketchInfo",
     "SketchRegistry",
     "SketchStatus",
+    "SnapshotResult",
     "UpdateResult",
     "estimated_bytes",
 ]

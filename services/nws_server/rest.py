@@ -19,6 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from starlette.status import HTTP_413_CONTENT_TOO_LARGE
 
 from nws_server import errors
+from nws_server.auth import REST_OPEN_PATHS, UNAUTHENTICATED_MESSAGE, TokenCheck
 from nws_server.metrics import CONTENT_TYPE, Metrics
 from nws_server.registry import SketchInfo, SketchRegistry
 
@@ -226,8 +227,11 @@ def create_app(
     is_ready: Callable[[], bool] = lambda: True,
     max_body_bytes: int = 64 * 2**20,
     version: str = "0",
+    auth_token: str | None = None,
 ) -> FastAPI:
-    """The REST app over ``registry``; ``is_ready`` answers /readyz."""
+    """The REST app over ``registry``; ``is_ready`` answers /readyz. With ``auth_token`` every
+    route but /healthz and /readyz needs ``Authorization: Bearer <token>`` (else 401)."""
+    check = TokenCheck(auth_token) if auth_token else None
     app = FastAPI(
         title="NWS sketch server",
         summary="Monitoring API of the Nadaraya-Watson sketch service (mutation is on gRPC).",
@@ -252,8 +256,18 @@ def create_app(
     ) -> Response:
         start = time.perf_counter()
         length = request.headers.get("content-length")
-        if length is not None and length.isdigit() and int(length) > max_body_bytes:
+        if (
+            check is not None
+            and request.url.path not in REST_OPEN_PATHS
+            and not check(request.headers.get("authorization"))
+        ):
             response: Response = JSONResponse(
+                Error(code="UNAUTHENTICATED", detail=UNAUTHENTICATED_MESSAGE).model_dump(),
+                status_code=401,
+                headers={"WWW-Authenticate": "Bearer"},
+            )
+        elif length is not None and length.isdigit() and int(length) > max_body_bytes:
+            response = JSONResponse(
                 Error(
                     code="RESOURCE_EXHAUSTED",
                     detail=f"request body of {length} bytes is over the limit of {max_body_bytes}",

@@ -30,11 +30,14 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 from nws.v1 import sketch_pb2_grpc
 
+from nws_server.auth import AuthInterceptor, TokenCheck
+from nws_server.errors import NWSError
 from nws_server.grpc_service import SERVICE_NAME, SketchServicer
 from nws_server.metrics import Metrics
 from nws_server.registry import Batching, Limits, SketchRegistry
 from nws_server.rest import create_app
 from nws_server.settings import Settings
+from nws_server.store import open_store
 
 log = logging.getLogger("nws_server")
 
@@ -45,8 +48,9 @@ except PackageNotFoundError:  # running from a source tree that is not installed
 
 
 def registry_from_settings(settings: Settings, metrics: Metrics | None = None) -> SketchRegistry:
-    """The core configured by ``settings`` (device, limits, micro-batching)."""
+    """The core configured by ``settings`` (device, limits, micro-batching, state store)."""
     return SketchRegistry(
+        store=open_store(settings.store) if settings.store else None,
         device=settings.device,
         limits=Limits(
             max_sketches=settings.max_sketches,
@@ -71,8 +75,10 @@ def create_grpc_server(
     health_servicer: health.HealthServicer | None = None,
 ) -> tuple[grpc.Server, int]:
     """A bound, not yet started gRPC server over ``registry`` and the port it bound."""
+    token = settings.token()
     server = grpc.server(
         ThreadPoolExecutor(max_workers=settings.workers, thread_name_prefix="nws-grpc"),
+        interceptors=[AuthInterceptor(TokenCheck(token))] if token else None,
         options=[
             ("grpc.max_receive_message_length", settings.max_message_bytes),
             ("grpc.max_send_message_length", settings.max_message_bytes),
@@ -89,7 +95,13 @@ def create_grpc_server(
     )
     address = settings.address(settings.grpc_port)
     try:
-        port = server.add_insecure_port(address)
+        if settings.tls_cert_file is not None and settings.tls_key_file is not None:
+            credentials = grpc.ssl_server_credentials(
+                [(settings.tls_key_file.read_bytes(), settings.tls_cert_file.read_bytes())]
+            )
+            port = server.add_secure_port(address, credentials)
+        else:
+            port = server.add_insecure_port(address)
     except RuntimeError as exc:
         raise OSError(f"cannot bind gRPC to {address}: {exc}") from exc
     return server, port
@@ -102,9 +114,12 @@ class SketchServer:
         self.settings = settings or Settings()
         self.metrics = Metrics()
         self.registry = registry_from_settings(self.settings, self.metrics)
+        self._stopping = threading.Event()  # stops the snapshot schedule
+        self._restore()
         self.metrics.watch(self.registry)
         self._ready = threading.Event()
         self._stopped = threading.Event()
+        self._snapshotter: threading.Thread | None = None
         self._health = health.HealthServicer()
         self._grpc, self.grpc_port = create_grpc_server(
             self.registry, self.settings, metrics=self.metrics, health_servicer=self._health
@@ -118,6 +133,7 @@ class SketchServer:
                 is_ready=self._ready.is_set,
                 max_body_bytes=self.settings.max_message_bytes,
                 version=VERSION,
+                auth_token=self.settings.token(),
             )
             self._rest = _RestThread(app, self.settings)
             self.rest_port = self._rest.port
@@ -129,7 +145,10 @@ class SketchServer:
 
     @property
     def rest_url(self) -> str | None:
-        return None if self.rest_port is None else f"http://{self.settings.address(self.rest_port)}"
+        if self.rest_port is None:
+            return None
+        scheme = "https" if self.settings.tls else "http"
+        return f"{scheme}://{self.settings.address(self.rest_port)}"
 
     @property
     def ready(self) -> bool:
@@ -139,6 +158,11 @@ class SketchServer:
         self._grpc.start()
         if self._rest is not None:
             self._rest.start()
+        if self.registry.store is not None and self.settings.snapshot_interval_s > 0:
+            self._snapshotter = threading.Thread(
+                target=self._snapshot_loop, name="nws-snapshots", daemon=True
+            )
+            self._snapshotter.start()
         self._ready.set()
         if self.settings.ready_file is not None:
             _write_json(
@@ -149,17 +173,19 @@ class SketchServer:
                     "grpc_port": self.grpc_port,
                     "rest_port": self.rest_port,
                     "rest_url": self.rest_url,
+                    "tls": self.settings.tls,
                 },
             )
         log.info(
-            "serving gRPC on %s%s, device %s",
+            "serving gRPC%s on %s%s, device %s",
+            " (TLS)" if self.settings.tls else "",
             self.target,
             f" and REST on {self.rest_url}" if self.rest_url else "",
             self.registry.device,
         )
-        if not self.settings.is_loopback:
+        if not self.settings.is_loopback and self.settings.token() is None:
             log.warning(
-                "bound to %s, beyond loopback: this server has no authentication; expose it "
+                "bound to %s, beyond loopback, WITHOUT authentication (--insecure): expose it "
                 "only on a trusted network",
                 self.settings.host,
             )
@@ -177,10 +203,43 @@ class SketchServer:
         self._grpc.stop(grace).wait()
         if self._rest is not None:
             self._rest.join(grace + 5.0)
+        self._stopping.set()
+        if self._snapshotter is not None:
+            self._snapshotter.join()
+        if self.registry.store is not None:
+            self._take_snapshots("shutdown")
+            self.registry.store.close()
         if self.settings.ready_file is not None:
             self.settings.ready_file.unlink(missing_ok=True)
         self._stopped.set()
         log.info("stopped")
+
+    def _restore(self) -> None:
+        if self.registry.store is None:
+            return
+        report = self.registry.restore(discard_corrupt=self.settings.start_empty_on_corruption)
+        log.info(
+            "restored %d sketches from the state store (%d from a snapshot; %d journal records "
+            "replayed; %d torn unacknowledged records dropped; %d corrupt sketches discarded)",
+            report.sketches,
+            report.snapshots,
+            report.records,
+            report.dropped_tails,
+            len(report.discarded),
+        )
+
+    def _snapshot_loop(self) -> None:
+        while not self._stopping.wait(self.settings.snapshot_interval_s):
+            self._take_snapshots("scheduled")
+
+    def _take_snapshots(self, why: str) -> None:
+        try:
+            written = [r for r in self.registry.snapshot() if r.written]
+        except (NWSError, OSError) as exc:
+            log.error("%s snapshot failed (the journal still holds every update): %s", why, exc)
+            return
+        if written:
+            log.info("%s snapshot of %d sketches", why, len(written))
 
     def wait(self, timeout: float | None = None) -> bool:
         """Block until stopped; True if it was."""
@@ -220,6 +279,8 @@ class _RestThread:
             access_log=False,
             lifespan="off",
             timeout_graceful_shutdown=max(1, int(settings.grace_seconds)),
+            ssl_certfile=settings.tls_cert_file,
+            ssl_keyfile=settings.tls_key_file,
         )
         self._server = uvicorn.Server(config)
         self._thread = threading.Thread(

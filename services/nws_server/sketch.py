@@ -325,6 +325,13 @@ class NWSketch:
     # ----------------------------------------------------------------- verbs
     def set_center(self, center: Any) -> None:
         """Fix the centering vector. Allowed once, and only while the sketch is empty."""
+        c = self.check_center(center)
+        self._config = dataclasses.replace(self._config, center=tuple(float(v) for v in c.tolist()))
+        self._set_center_tensor(self._config.center)
+
+    def check_center(self, center: Any) -> torch.Tensor:
+        """Validate ``center`` for :meth:`set_center` and return it as the float32 vector [dim]
+        that would be fixed; changes nothing."""
         if self._config.center is not None:
             raise FailedPrecondition("the sketch's center is already set and is frozen")
         if self._observations > 0:
@@ -332,11 +339,7 @@ class NWSketch:
                 "cannot set the center of a sketch that already holds data "
                 f"({self._observations} observations): its buckets would no longer match"
             )
-        c = as_embeddings(_as_row(center), self._config.dim, "center")[0]
-        self._config = dataclasses.replace(
-            self._config, center=tuple(float(v) for v in c.to(torch.float32).tolist())
-        )
-        self._set_center_tensor(self._config.center)
+        return as_embeddings(_as_row(center), self._config.dim, "center")[0].to(torch.float32)
 
     def update(self, embeddings: Any, values: Any) -> None:
         """Add (embedding, value) pairs. All-or-nothing: bad input raises and changes nothing."""

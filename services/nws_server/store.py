@@ -25,6 +25,7 @@ crashed before its fsync returned was never acknowledged, so it is dropped (and 
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import re
@@ -60,6 +61,9 @@ class Loaded:
 
 class StateStore(ABC):
     """Snapshots and journals of named sketches."""
+
+    kind = "custom"
+    """A short name of the kind of store, for statistics."""
 
     @abstractmethod
     def append(self, name: str, payload: bytes) -> int:
@@ -112,6 +116,8 @@ def _fsync_dir(path: Path) -> None:
 class FileStore(StateStore):
     """Snapshots and journals in a directory, fsynced before acknowledging."""
 
+    kind = "file"
+
     def __init__(self, root: str | os.PathLike[str]) -> None:
         self.root = Path(root)
         self.root.mkdir(parents=True, exist_ok=True)
@@ -133,8 +139,15 @@ class FileStore(StateStore):
             frame = head + payload + _CRC.pack(zlib.crc32(head + payload))
             fd = os.open(d / "journal.log", os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
             try:
-                os.write(fd, frame)
-                os.fsync(fd)
+                size = os.fstat(fd).st_size
+                try:
+                    os.write(fd, frame)
+                    os.fsync(fd)
+                except OSError:
+                    # not acknowledged: take the record back so that the seq is free again
+                    with contextlib.suppress(OSError):
+                        os.ftruncate(fd, size)
+                    raise
             finally:
                 os.close(fd)
             self._seq[name] = seq
@@ -255,6 +268,8 @@ class FileStore(StateStore):
 class RedisStore(StateStore):
     """Snapshots in Redis hashes, journals in Redis Streams (ids are the sequence numbers)."""
 
+    kind = "redis"
+
     def __init__(self, url: str, *, prefix: str = "nws", socket_timeout: float = 5.0) -> None:
         import redis
         from redis.backoff import ExponentialWithJitterBackoff
@@ -301,12 +316,16 @@ class RedisStore(StateStore):
             try:
                 self._call(self._client.xadd, jkey, fields, id=f"{seq}-1")
             except Exception as exc:
-                # a retried XADD whose first attempt did land is an id conflict: re-read the seq
-                if "equal or smaller" in str(exc):
+                # a retried XADD whose first attempt did land is an id conflict: if the entry
+                # there is this record, it is appended; if it is another one (an earlier append
+                # that failed on the way back), move past it and append this one after it
+                if "equal or smaller" not in str(exc):
+                    raise
+                landed = self._call(self._client.xrange, jkey, f"{seq}-1", f"{seq}-1")
+                if not (landed and landed[0][1].get(b"data") == payload):
                     self._seq[name] = self._last_seq(name)
-                    if self._seq[name] >= seq:
-                        return seq
-                raise
+                    seq = self._seq[name] + 1
+                    self._call(self._client.xadd, jkey, fields, id=f"{seq}-1")
             self._call(self._client.sadd, f"{self._prefix}:sketches", name)
             self._seq[name] = seq
             return seq

@@ -154,6 +154,9 @@ def server_to_proto(info: ServerInfo, version: str) -> pb.ServerStats:
         uptime_seconds=info.uptime_seconds,
         sketches=info.sketches,
         micro_batching=info.micro_batching,
+        store=info.store,
+        restored_sketches=info.restored_sketches,
+        replayed_records=info.replayed_records,
     )
 
 

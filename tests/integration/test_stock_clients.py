@@ -70,6 +70,7 @@ def test_reflection_lists_and_describes_the_service(channel: grpc.Channel) -> No
         "Decay",
         "SetCenter",
         "Stats",
+        "Snapshot",
     }
     tensor = pool.FindMessageTypeByName("nws.v1.Tensor")
     assert [f.name for f in tensor.fields] == ["dtype", "shape", "data"]

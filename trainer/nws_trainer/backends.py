@@ -21,7 +21,7 @@ from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
-from nws_server import policy
+import nws_server.policy as policy
 from nws_server.sketch import NWSketch, SketchConfig
 
 

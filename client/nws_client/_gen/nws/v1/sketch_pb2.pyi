@@ -282,20 +282,26 @@ class StatsRequest(_message.Message):
     def __init__(self, name: _Optional[str] = ...) -> None: ...
 
 class ServerStats(_message.Message):
-    __slots__ = ("version", "device", "start_time", "uptime_seconds", "sketches", "micro_batching")
+    __slots__ = ("version", "device", "start_time", "uptime_seconds", "sketches", "micro_batching", "store", "restored_sketches", "replayed_records")
     VERSION_FIELD_NUMBER: _ClassVar[int]
     DEVICE_FIELD_NUMBER: _ClassVar[int]
     START_TIME_FIELD_NUMBER: _ClassVar[int]
     UPTIME_SECONDS_FIELD_NUMBER: _ClassVar[int]
     SKETCHES_FIELD_NUMBER: _ClassVar[int]
     MICRO_BATCHING_FIELD_NUMBER: _ClassVar[int]
+    STORE_FIELD_NUMBER: _ClassVar[int]
+    RESTORED_SKETCHES_FIELD_NUMBER: _ClassVar[int]
+    REPLAYED_RECORDS_FIELD_NUMBER: _ClassVar[int]
     version: str
     device: str
     start_time: _timestamp_pb2.Timestamp
     uptime_seconds: float
     sketches: int
     micro_batching: bool
-    def __init__(self, version: _Optional[str] = ..., device: _Optional[str] = ..., start_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., uptime_seconds: _Optional[float] = ..., sketches: _Optional[int] = ..., micro_batching: _Optional[bool] = ...) -> None: ...
+    store: str
+    restored_sketches: int
+    replayed_records: int
+    def __init__(self, version: _Optional[str] = ..., device: _Optional[str] = ..., start_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., uptime_seconds: _Optional[float] = ..., sketches: _Optional[int] = ..., micro_batching: _Optional[bool] = ..., store: _Optional[str] = ..., restored_sketches: _Optional[int] = ..., replayed_records: _Optional[int] = ...) -> None: ...
 
 class StatsResponse(_message.Message):
     __slots__ = ("server", "sketches")
@@ -311,3 +317,25 @@ class StatsResponse(_message.Message):
     server: ServerStats
     sketches: _containers.MessageMap[str, SketchStats]
     def __init__(self, server: _Optional[_Union[ServerStats, _Mapping]] = ..., sketches: _Optional[_Mapping[str, SketchStats]] = ...) -> None: ...
+
+class SnapshotRequest(_message.Message):
+    __slots__ = ("name",)
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    def __init__(self, name: _Optional[str] = ...) -> None: ...
+
+class SnapshotResult(_message.Message):
+    __slots__ = ("name", "seq", "written")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    SEQ_FIELD_NUMBER: _ClassVar[int]
+    WRITTEN_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    seq: int
+    written: bool
+    def __init__(self, name: _Optional[str] = ..., seq: _Optional[int] = ..., written: _Optional[bool] = ...) -> None: ...
+
+class SnapshotResponse(_message.Message):
+    __slots__ = ("sketches",)
+    SKETCHES_FIELD_NUMBER: _ClassVar[int]
+    sketches: _containers.RepeatedCompositeFieldContainer[SnapshotResult]
+    def __init__(self, sketches: _Optional[_Iterable[_Union[SnapshotResult, _Mapping]]] = ...) -> None: ...

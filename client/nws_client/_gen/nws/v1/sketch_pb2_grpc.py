@@ -90,6 +90,11 @@ class SketchServiceStub:
                 request_serializer=nws_dot_v1_dot_sketch__pb2.StatsRequest.SerializeToString,
                 response_deserializer=nws_dot_v1_dot_sketch__pb2.StatsResponse.FromString,
                 _registered_method=True)
+        self.Snapshot = channel.unary_unary(
+                '/nws.v1.SketchService/Snapshot',
+                request_serializer=nws_dot_v1_dot_sketch__pb2.SnapshotRequest.SerializeToString,
+                response_deserializer=nws_dot_v1_dot_sketch__pb2.SnapshotResponse.FromString,
+                _registered_method=True)
 
 
 class SketchServiceServicer:
@@ -179,6 +184,15 @@ class SketchServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def Snapshot(self, request, context):
+        """Write a snapshot of every sketch (or of one, when name is set) to the state store and
+        compact its journal. FAILED_PRECONDITION when the server keeps no store, UNAVAILABLE when
+        the store cannot be reached.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_SketchServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -236,6 +250,11 @@ def add_SketchServiceServicer_to_server(servicer, server):
                     servicer.Stats,
                     request_deserializer=nws_dot_v1_dot_sketch__pb2.StatsRequest.FromString,
                     response_serializer=nws_dot_v1_dot_sketch__pb2.StatsResponse.SerializeToString,
+            ),
+            'Snapshot': grpc.unary_unary_rpc_method_handler(
+                    servicer.Snapshot,
+                    request_deserializer=nws_dot_v1_dot_sketch__pb2.SnapshotRequest.FromString,
+                    response_serializer=nws_dot_v1_dot_sketch__pb2.SnapshotResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -536,6 +555,33 @@ class SketchService:
             '/nws.v1.SketchService/Stats',
             nws_dot_v1_dot_sketch__pb2.StatsRequest.SerializeToString,
             nws_dot_v1_dot_sketch__pb2.StatsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Snapshot(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/nws.v1.SketchService/Snapshot',
+            nws_dot_v1_dot_sketch__pb2.SnapshotRequest.SerializeToString,
+            nws_dot_v1_dot_sketch__pb2.SnapshotResponse.FromString,
             options,
             channel_credentials,
             insecure,
