@@ -18,31 +18,16 @@ import sys
 from pathlib import Path
 
 import numpy as np
-import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import RESULTS, markdown_table, write_result  # noqa: E402
 
+from nws_server.demo import exact_nw  # noqa: E402
 from nws_server.sketch import NWSketch, SketchConfig  # noqa: E402
 from nws_trainer.data import load_rotten_tomatoes, train_test_split  # noqa: E402
 from nws_trainer.embeddings import cached_embeddings  # noqa: E402
 
 ROWS = (10, 25, 50, 100, 200, 400, 800)
-
-
-def exact_nw(train: np.ndarray, y: np.ndarray, query: np.ndarray, bits: int) -> np.ndarray:
-    """Exact NW estimate with kernel (1 - theta/pi)^K, computed from angles (float64)."""
-    a = torch.as_tensor(train, dtype=torch.float64)
-    q = torch.as_tensor(query, dtype=torch.float64)
-    a = a / a.norm(dim=1, keepdim=True)
-    q = q / q.norm(dim=1, keepdim=True)
-    out = np.empty(len(query))
-    yt = torch.as_tensor(y, dtype=torch.float64)
-    for s in range(0, len(query), 500):
-        theta = torch.arccos((q[s : s + 500] @ a.T).clamp(-1, 1))
-        k = (1 - theta / math.pi) ** bits
-        out[s : s + 500] = ((k @ yt) / k.sum(1)).numpy()
-    return out
 
 
 def p99_error(cfg: SketchConfig, tx, ty, qx, reference) -> tuple[float, float]:

@@ -98,6 +98,20 @@ def _water_fill(s: np.ndarray, p_min: float, target: float) -> float:
     return float(kinks[j])
 
 
+def rankdata(x: np.ndarray) -> np.ndarray:
+    """Ranks 1..n of ``x`` with ties sharing their average rank (like ``scipy.stats.rankdata``)."""
+    x = np.asarray(x, dtype=np.float64).reshape(-1)
+    order = np.argsort(x, kind="mergesort")
+    sorted_x = x[order]
+    # Start of every run of equal values, then the average rank of each run.
+    starts = np.flatnonzero(np.r_[True, sorted_x[1:] != sorted_x[:-1]])
+    ends = np.r_[starts[1:], x.size]
+    avg = (starts + ends + 1) / 2.0
+    ranks = np.empty(x.size, dtype=np.float64)
+    ranks[order] = np.repeat(avg, ends - starts)
+    return ranks
+
+
 def transform_scores(
     scores: np.ndarray,
     *,
@@ -123,13 +137,7 @@ def transform_scores(
     if not np.isfinite(s).all():
         raise InvalidArgument("scores contain non-finite values")
     if rank:
-        order = np.argsort(s, kind="stable")
-        ranks = np.empty(s.size)
-        ranks[order] = np.arange(1, s.size + 1)
-        # ties share their mean rank
-        _, inverse, counts = np.unique(s, return_inverse=True, return_counts=True)
-        sums = np.bincount(inverse, weights=ranks)
-        s = (sums / counts)[inverse] / s.size
+        s = rankdata(s) / s.size
     if baseline_quantile is not None:
         if not 0.0 <= baseline_quantile < 1.0:
             raise InvalidArgument(f"baseline_quantile must be in [0, 1), got {baseline_quantile}")

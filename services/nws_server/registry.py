@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import builtins
 import logging
-import re
 import threading
 import time
 from collections import OrderedDict, deque
@@ -51,11 +50,10 @@ from nws_server.sketch import (
     as_values,
     resolve_device,
 )
-from nws_server.store import Loaded, StateStore
+from nws_server.store import NAME_PATTERN, Loaded, StateStore
 
 log = logging.getLogger(__name__)
 
-NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
 MAX_REQUEST_ID_CHARS = 128
 
 

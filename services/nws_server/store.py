@@ -42,7 +42,7 @@ from nws_server.errors import DataCorruption, InvalidArgument, Unavailable
 
 log = logging.getLogger(__name__)
 
-NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
 
 
 @dataclass
@@ -90,7 +90,7 @@ class StateStore(ABC):
 
     @staticmethod
     def check_name(name: str) -> None:
-        if not NAME_PATTERN.match(name):
+        if not NAME_PATTERN.fullmatch(name):
             raise InvalidArgument(
                 f"sketch name {name!r} must match {NAME_PATTERN.pattern} "
                 "(letters, digits, '.', '_', '-'; at most 128 characters)"
@@ -193,7 +193,7 @@ class FileStore(StateStore):
             p.name
             for p in self.root.iterdir()
             if p.is_dir()
-            and NAME_PATTERN.match(p.name)
+            and NAME_PATTERN.fullmatch(p.name)
             and ((p / "snapshot.bin").exists() or (p / "journal.log").exists())
         )
 
@@ -289,13 +289,12 @@ class RedisStore(StateStore):
         )
         self.url = url
         self.prefix = prefix
-        self._prefix = prefix
         self._lock = threading.Lock()
         self._seq: dict[str, int] = {}
 
     def _keys(self, name: str) -> tuple[str, str]:
         self.check_name(name)
-        return f"{self._prefix}:{name}:snapshot", f"{self._prefix}:{name}:journal"
+        return f"{self.prefix}:{name}:snapshot", f"{self.prefix}:{name}:journal"
 
     def _call(self, fn: Any, *args: Any, **kwargs: Any) -> Any:
         try:
@@ -326,7 +325,7 @@ class RedisStore(StateStore):
                     self._seq[name] = self._last_seq(name)
                     seq = self._seq[name] + 1
                     self._call(self._client.xadd, jkey, fields, id=f"{seq}-1")
-            self._call(self._client.sadd, f"{self._prefix}:sketches", name)
+            self._call(self._client.sadd, f"{self.prefix}:sketches", name)
             self._seq[name] = seq
             return seq
 
@@ -336,7 +335,7 @@ class RedisStore(StateStore):
             pipe = self._client.pipeline(transaction=True)
             pipe.hset(skey, mapping={"data": data, "seq": upto_seq, "crc": zlib.crc32(data)})
             pipe.xtrim(jkey, minid=f"{upto_seq + 1}-0")
-            pipe.sadd(f"{self._prefix}:sketches", name)
+            pipe.sadd(f"{self.prefix}:sketches", name)
             self._call(pipe.execute)
             self._seq[name] = max(self._seq.get(name, 0), upto_seq)
 
@@ -368,7 +367,7 @@ class RedisStore(StateStore):
             return out
 
     def names(self) -> list[str]:
-        members = self._call(self._client.smembers, f"{self._prefix}:sketches")
+        members = self._call(self._client.smembers, f"{self.prefix}:sketches")
         return sorted(m.decode() for m in members)
 
     def delete(self, name: str) -> None:
@@ -376,7 +375,7 @@ class RedisStore(StateStore):
         with self._lock:
             pipe = self._client.pipeline(transaction=True)
             pipe.delete(skey, jkey)
-            pipe.srem(f"{self._prefix}:sketches", name)
+            pipe.srem(f"{self.prefix}:sketches", name)
             self._call(pipe.execute)
             self._seq.pop(name, None)
 

@@ -59,7 +59,7 @@ def test_delete_removes_everything(store):
 
 
 def test_bad_names_are_rejected(store):
-    for bad in ("", "../etc", "a b", "x" * 200, "-lead"):
+    for bad in ("", "../etc", "a b", "x" * 200, "-lead", "name\n"):
         with pytest.raises(InvalidArgument, match="sketch name"):
             store.append(bad, b"x")
 

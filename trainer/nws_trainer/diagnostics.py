@@ -14,19 +14,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-
-def rankdata(x: np.ndarray) -> np.ndarray:
-    """Ranks 1..n of ``x`` with ties sharing their average rank (like ``scipy.stats.rankdata``)."""
-    x = np.asarray(x, dtype=np.float64).reshape(-1)
-    order = np.argsort(x, kind="mergesort")
-    sorted_x = x[order]
-    # Start of every run of equal values, then the average rank of each run.
-    starts = np.flatnonzero(np.r_[True, sorted_x[1:] != sorted_x[:-1]])
-    ends = np.r_[starts[1:], x.size]
-    avg = (starts + ends + 1) / 2.0
-    ranks = np.empty(x.size, dtype=np.float64)
-    ranks[order] = np.repeat(avg, ends - starts)
-    return ranks
+from nws_server.policy import rankdata
 
 
 def spearman(a: np.ndarray, b: np.ndarray) -> float | None:
