@@ -13,6 +13,12 @@ $(STAMP): pyproject.toml requirements.lock requirements-data.txt
 	@# redis-server: the tests start a real one on a loopback port
 	@command -v redis-server >/dev/null || $(SUDO) apt-get install -y redis-server \
 		|| { $(SUDO) apt-get update && $(SUDO) apt-get install -y redis-server; }
+	@# docker-compose: tests/deploy validate docker-compose.yml with `docker-compose config`
+	@command -v docker-compose >/dev/null || $(SUDO) apt-get install -y docker-compose \
+		|| { $(SUDO) apt-get update && $(SUDO) apt-get install -y docker-compose; }
+	@# chromium: tests/integration/test_dashboard.py renders /dashboard in headless Chromium
+	@command -v chromium >/dev/null || $(SUDO) apt-get install -y chromium \
+		|| { $(SUDO) apt-get update && $(SUDO) apt-get install -y chromium; }
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -r requirements.lock

@@ -21,7 +21,6 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import RESULTS, markdown_table, write_result  # noqa: E402
-
 from nws_server.demo import exact_nw  # noqa: E402
 from nws_server.sketch import NWSketch, SketchConfig  # noqa: E402
 from nws_trainer.data import load_rotten_tomatoes, train_test_split  # noqa: E402

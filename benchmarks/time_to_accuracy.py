@@ -12,11 +12,18 @@ Each run keeps its own folder under ``--runs-dir``; ``--resume`` reuses runs alr
     python benchmarks/time_to_accuracy.py --quick                 # a few minutes: smoke test
     python benchmarks/time_to_accuracy.py --seeds 0,1,2           # the committed table
     python benchmarks/time_to_accuracy.py --strategies full,nws:shrink,uniform:shrink
+    python benchmarks/time_to_accuracy.py --name ablation --set duplicates=1 \
+        --variant full=full --variant "nws-k16=nws sketch_bits=16 score_power=2"
+
+``--variant LABEL=STRATEGY[:BATCHING] [FIELD=VALUE ...]`` (repeatable) runs a strategy with its
+own settings (any ``TrainConfig`` field); ``--set FIELD=VALUE`` (repeatable) changes the scenario
+for every run (e.g. ``epochs=3``, ``lr_schedule=linear``, ``duplicates=1``).
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import datetime as dt
 import json
 import shlex
@@ -31,13 +38,13 @@ import numpy as np
 from nws_trainer.config import STRATEGIES, TrainConfig
 from nws_trainer.plots import plot_curves
 from nws_trainer.prepare import environment, prepare
-from nws_trainer.report import mean_sd, run_facts
+from nws_trainer.report import mean_sd, run_facts, time_to_accuracy
 from nws_trainer.train import Trainer
 
 ROOT = Path(__file__).resolve().parent
 
 
-def parse_strategies(text: str) -> list[tuple[str, str]]:
+def parse_strategies(text: str, need_full: bool = True) -> list[tuple[str, str]]:
     """'full,nws,uniform:shrink' -> [(strategy, batching), ...] (batching defaults to fill)."""
     out = []
     for item in text.split(","):
@@ -48,9 +55,45 @@ def parse_strategies(text: str) -> list[tuple[str, str]]:
         if batching not in ("fill", "shrink"):
             raise argparse.ArgumentTypeError(f"batching must be fill or shrink, got {batching!r}")
         out.append((name, batching))
-    if not any(s == "full" for s, _ in out):
+    if need_full and not any(s == "full" for s, _ in out):
         raise argparse.ArgumentTypeError("the strategies must include full (it sets the target)")
     return out
+
+
+_FIELDS = {f.name: f for f in dataclasses.fields(TrainConfig)}
+
+
+def parse_setting(text: str) -> tuple[str, Any]:
+    """'sketch_bits=16' -> ('sketch_bits', 16), typed by the TrainConfig field's default."""
+    key, sep, raw = text.partition("=")
+    key = key.strip().replace("-", "_")
+    if not sep or key not in _FIELDS:
+        raise argparse.ArgumentTypeError(f"expected FIELD=VALUE with a TrainConfig field: {text!r}")
+    kind = str(_FIELDS[key].type)  # e.g. "int | None" (annotations are strings here)
+    value: Any
+    if raw.lower() in ("none", "null") and "None" in kind:
+        value = None
+    elif kind.startswith("bool"):
+        value = raw.lower() in ("1", "true", "yes", "on")
+    elif kind.startswith("int"):
+        value = int(raw)
+    elif kind.startswith("float"):
+        value = float(raw)
+    elif kind.startswith("Path"):
+        value = Path(raw)
+    else:
+        value = raw
+    return key, value
+
+
+def parse_variant(text: str) -> tuple[str, str, str, dict[str, Any]]:
+    """'nws-k16=nws:fill sketch_bits=16' -> (label, strategy, batching, overrides)."""
+    name, sep, spec = text.partition("=")
+    parts = spec.split()
+    if not sep or not name.strip() or not parts:
+        raise argparse.ArgumentTypeError(f"expected LABEL=STRATEGY[:BATCHING] [F=V ...]: {text!r}")
+    [(strategy, batching)] = parse_strategies(parts[0], need_full=False)
+    return name.strip(), strategy, batching, dict(parse_setting(p) for p in parts[1:])
 
 
 def _seeds(text: str) -> list[int]:
@@ -65,6 +108,27 @@ def build_parser() -> argparse.ArgumentParser:
         default=parse_strategies("full,uniform,nws,selective-backprop"),
         help="comma-separated strategy[:fill|shrink] (default: full,uniform,nws,"
         "selective-backprop)",
+    )
+    p.add_argument(
+        "--variant",
+        type=parse_variant,
+        action="append",
+        default=[],
+        help="LABEL=STRATEGY[:BATCHING] [FIELD=VALUE ...]; repeatable; replaces --strategies "
+        "(one label must be 'full')",
+    )
+    p.add_argument(
+        "--set",
+        type=parse_setting,
+        action="append",
+        default=[],
+        dest="settings",
+        help="FIELD=VALUE applied to every run (the scenario); repeatable",
+    )
+    p.add_argument("--name", default="time_to_accuracy", help="stem of the result files")
+    p.add_argument("--title", default="Time to accuracy", help="heading of the table")
+    p.add_argument(
+        "--smooth", type=int, default=3, help="evaluations averaged for the smoothed target time"
     )
     p.add_argument("--seeds", type=_seeds, default=[0, 1, 2], help="comma-separated run seeds")
     p.add_argument("--model", type=Path, help="local model folder (default: packaged MiniLM)")
@@ -96,25 +160,36 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def base_config(args: argparse.Namespace) -> TrainConfig:
-    return TrainConfig(
-        model=args.model,
-        train_size=args.train_size,
-        test_size=args.test_size,
-        epochs=args.epochs,
-        time_budget=args.time_budget,
-        eval_every=args.eval_every,
-        batch_size=args.batch_size,
-        max_seq_len=args.max_seq_len,
-        lr=args.lr,
-        lr_schedule=args.lr_schedule,
-        ratio=args.ratio,
-        p_min=args.p_min,
-        warmup_steps=args.warmup_steps,
-        probe_size=args.probe_size,
-        num_workers=args.num_workers,
-        sketch_endpoint=args.sketch_endpoint,
-        progress=not args.no_progress,
-    ).validate()
+    return (
+        TrainConfig(
+            model=args.model,
+            train_size=args.train_size,
+            test_size=args.test_size,
+            epochs=args.epochs,
+            time_budget=args.time_budget,
+            eval_every=args.eval_every,
+            batch_size=args.batch_size,
+            max_seq_len=args.max_seq_len,
+            lr=args.lr,
+            lr_schedule=args.lr_schedule,
+            ratio=args.ratio,
+            p_min=args.p_min,
+            warmup_steps=args.warmup_steps,
+            probe_size=args.probe_size,
+            num_workers=args.num_workers,
+            sketch_endpoint=args.sketch_endpoint,
+            progress=not args.no_progress,
+        )
+        .replace(**dict(args.settings))
+        .validate()
+    )
+
+
+def variants(args: argparse.Namespace) -> list[tuple[str, str, str, dict[str, Any]]]:
+    """(label, strategy, batching, overrides) of every run of a seed."""
+    if args.variant:
+        return list(args.variant)
+    return [(label(s, b), s, b, {}) for s, b in args.strategies]
 
 
 def label(strategy: str, batching: str) -> str:
@@ -136,14 +211,35 @@ def run_one(cfg: TrainConfig, resume: bool) -> tuple[dict[str, Any], list[dict[s
 
 
 def aggregate(
-    runs: dict[str, list[tuple[dict[str, Any], list[dict[str, Any]]]]], target: float
+    runs: dict[str, list[tuple[dict[str, Any], list[dict[str, Any]]]]],
+    target: float,
+    smooth: int = 3,
 ) -> dict[str, dict[str, list[Any]]]:
     """label -> fact name -> one value per seed."""
     table: dict[str, dict[str, list[Any]]] = {}
     for name, seed_runs in runs.items():
-        per_seed = [run_facts(s, rows, target) for s, rows in seed_runs]
+        per_seed = []
+        for s, rows in seed_runs:
+            f = run_facts(s, rows, target)
+            f["smoothed_time_to_target"] = time_to_accuracy(rows, target, smooth=smooth)
+            f["smoothed_final_accuracy"] = float(
+                np.mean([r["test_accuracy"] for r in rows[-smooth:]])
+            )
+            per_seed.append(f)
         table[name] = {k: [f[k] for f in per_seed] for k in per_seed[0]}
     return table
+
+
+def speedup(facts: dict[str, dict[str, list[Any]]], key: str) -> dict[str, float | None]:
+    """full's mean time to the target / a strategy's mean time to it (None if never reached by
+    every seed)."""
+    full = [v for v in facts["full"][key] if v is not None]
+    out: dict[str, float | None] = {}
+    for name, f in facts.items():
+        mine = f[key]
+        ok = full and all(v is not None for v in mine) and len(full) == len(facts["full"][key])
+        out[name] = float(np.mean(full)) / float(np.mean(mine)) if ok and np.mean(mine) else None
+    return out
 
 
 def _pct(values: list[Any]) -> str:
@@ -159,23 +255,31 @@ def markdown(
     seconds: float,
 ) -> str:
     n = len(args.seeds)
+    raw, smooth = speedup(facts, "time_to_target"), speedup(facts, "smoothed_time_to_target")
     lines = [
-        "# Time to accuracy",
+        f"# {args.title}",
         "",
         f"Target: `full`'s final test accuracy, mean over {n} seed(s): **{target:.4f}**. "
-        "Wall-clock is training time with evaluation excluded, plus (for `nws`) the one-time "
-        "embedding pass. 'reached' counts the seeds that got to the target.",
+        "Wall-clock is training time with evaluation excluded, plus (for the sketch strategies) "
+        "the one-time embedding pass. 'reached' counts the seeds that got to the target. "
+        f"'smoothed' uses the mean accuracy of the last {args.smooth} evaluations (final and "
+        "time to target); speed-up = full's mean time to the target / the strategy's (raw, "
+        "smoothed), shown when every seed reached it.",
         "",
-        "| strategy | final accuracy | wall-clock to target (s) | reached | steps to target "
+        "| strategy | final accuracy | smoothed final | wall-clock to target (s) | reached "
+        "| smoothed to target (s) | speed-up (raw / smoothed) | steps to target "
         "| total wall-clock (s) | of which embeddings (s) | examples fwd | examples bwd "
         "| s / step | sampling overhead |",
-        "|---|---|---|---|---|---|---|---|---|---|---|",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for name, f in facts.items():
         reached = sum(v is not None for v in f["time_to_target"])
+        ratios = " / ".join("n/a" if r is None else f"{r:.2f}x" for r in (raw[name], smooth[name]))
         lines.append(
             f"| {name} | {mean_sd(f['final_accuracy'], '{:.4f}')} "
+            f"| {mean_sd(f['smoothed_final_accuracy'], '{:.4f}')} "
             f"| {mean_sd(f['time_to_target'], '{:.0f}')} | {reached}/{n} "
+            f"| {mean_sd(f['smoothed_time_to_target'], '{:.0f}')} | {ratios} "
             f"| {mean_sd(f['steps_to_target'], '{:.0f}')} "
             f"| {mean_sd(f['wall_seconds'], '{:.0f}')} "
             f"| {mean_sd(f['embedding_seconds'], '{:.0f}')} "
@@ -226,6 +330,8 @@ def markdown(
             "sketch_rows",
             "sketch_bits",
             "num_workers",
+            "duplicates",
+            "embedding_source",
         )
     }
     lines += [
@@ -238,6 +344,11 @@ def markdown(
         f"- model: {cfg.model or 'packaged all-MiniLM-L6-v2'}; data: packaged Rotten Tomatoes "
         f"(split seed {cfg.split_seed}); seeds: {args.seeds}",
         "- settings: " + ", ".join(f"{k}={v}" for k, v in settings.items()),
+        *(
+            f"- `{name}`: `{strategy}` ({batching})"
+            + (": " + ", ".join(f"{k}={v}" for k, v in over.items()) if over else "")
+            for name, strategy, batching, over in variants(args)
+        ),
         f"- machine: {env['cpu']}, {env['cpu_count']} CPUs, torch {env['torch']} "
         f"({env['torch_threads']} threads), {env['platform']}"
         + (f", GPU {env['cuda']}" if env.get("cuda") else ""),
@@ -252,36 +363,40 @@ def main(argv: Sequence[str] | None = None) -> int:
         args.train_size, args.test_size, args.seeds = 600, 300, args.seeds[:1]
         args.eval_every, args.warmup_steps, args.probe_size = 5, 5, 128
     cfg = base_config(args)
+    plan = variants(args)
+    if "full" not in [name for name, *_ in plan]:
+        raise SystemExit("time_to_accuracy: one variant must be labelled 'full' (the target)")
     started = time.perf_counter()
     runs: dict[str, list[tuple[dict[str, Any], list[dict[str, Any]]]]] = {}
-    total = len(args.strategies) * len(args.seeds)
+    total = len(plan) * len(args.seeds)
     k = 0
     for seed in args.seeds:
-        for strategy, batching in args.strategies:
+        for name, strategy, batching, over in plan:
             k += 1
-            name = label(strategy, batching)
-            folder = args.runs_dir / f"{strategy}-{batching}-seed{seed}"
+            folder = args.runs_dir / f"{name.replace(' ', '_')}-{batching}-seed{seed}"
             print(f"\n=== [{k}/{total}] {name}, seed {seed} -> {folder}", flush=True)
-            run_cfg = cfg.replace(strategy=strategy, batching=batching, seed=seed, output=folder)
+            run_cfg = cfg.replace(
+                strategy=strategy, batching=batching, seed=seed, output=folder, **over
+            ).validate()
             runs.setdefault(name, []).append(run_one(run_cfg, args.resume))
     target = float(np.mean([s["final"]["test_accuracy"] for s, _ in runs["full"]]))
-    facts = aggregate(runs, target)
+    facts = aggregate(runs, target, args.smooth)
     seconds = time.perf_counter() - started
     env = environment()
     args.results.mkdir(parents=True, exist_ok=True)
     text = markdown(facts, target, args, cfg, env, seconds)
-    (args.results / "time_to_accuracy.md").write_text(text)
-    (args.results / "time_to_accuracy.json").write_text(
+    (args.results / f"{args.name}.md").write_text(text)
+    (args.results / f"{args.name}.json").write_text(
         json.dumps({"target": target, "facts": facts, "environment": env}, indent=2) + "\n"
     )
     plot_curves(
         {name: [rows for _, rows in seed_runs] for name, seed_runs in runs.items()},
-        args.results / "time_to_accuracy.png",
-        title=f"Time to accuracy ({len(args.seeds)} seed(s); dashed: full's final accuracy)",
+        args.results / f"{args.name}.png",
+        title=f"{args.title} ({len(args.seeds)} seed(s); dashed: full's final accuracy)",
         target=target,
     )
     print("\n" + text)
-    print(f"wrote {args.results / 'time_to_accuracy.md'} and time_to_accuracy.png")
+    print(f"wrote {args.results / args.name}.md and {args.name}.png")
     return 0
 
 

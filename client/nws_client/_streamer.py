@@ -87,6 +87,7 @@ class UpdateStreamer:
         self._closed = False
         self._thread: threading.Thread | None = None
         self._acked_in_stream = False
+        self._stream_id = 0  # bumped when a stream ends: its request generator stops taking
         self._last_ack: float | None = None
         self._first_rejection: NWSClientError | None = None
         self.last_error: str | None = None
@@ -194,7 +195,21 @@ class UpdateStreamer:
 
     def _stream(self) -> None:
         """One stream: send queued updates until idle, paused, closed or old; match the acks."""
-        call = self._open_stream(self._requests())
+        with self._cond:
+            self._stream_id += 1
+            stream_id = self._stream_id
+        try:
+            self._match_acks(self._open_stream(self._requests(stream_id)))
+        finally:
+            # gRPC pulls requests from another thread, which may still be inside _requests when
+            # the call ends: retire this stream's generator first, so that it can take no more
+            # updates into flight, then send again what it took but got no ack for.
+            with self._cond:
+                self._stream_id += 1
+                self._requeue_in_flight()
+                self._cond.notify_all()
+
+    def _match_acks(self, call: Iterator[pb.UpdateAck]) -> None:
         for ack in call:
             with self._cond:
                 item = self._in_flight.pop(ack.request_id, None)
@@ -227,16 +242,14 @@ class UpdateStreamer:
                             f"update {ack.request_id} rejected: {ack.message}",
                         )
                 self._cond.notify_all()
-        with self._cond:  # the stream ended without acking some: send them again
-            self._requeue_in_flight()
 
-    def _requests(self) -> Iterator[pb.UpdateRequest]:
+    def _requests(self, stream_id: int) -> Iterator[pb.UpdateRequest]:
         started = time.monotonic()
         while True:
             with self._cond:
                 idle_since = time.monotonic()
                 while True:
-                    if self._pauses or self._closed:
+                    if self._pauses or self._closed or self._stream_id != stream_id:
                         return
                     if time.monotonic() - started > self._max_stream_s:
                         return  # rotate long streams well before their deadline

@@ -231,18 +231,32 @@ class SketchClient:
         *,
         p_min: float | None = None,
         seed: int | None = None,
+        power: float | None = None,
+        rank: bool = False,
+        baseline_quantile: float | None = None,
+        temper: float | None = None,
     ) -> SampleResult:
         """Which rows to keep, with importance weights: ``mean(probabilities) == ratio``.
 
         ``p_min`` floors every keep probability (server default min(0.05, ratio)); ``seed``
         makes the draw reproducible. During the sketch's warm-up every row is kept with weight 1.
+        Policy levers (server defaults: the paper's p ∝ estimate, weights 1/p): ``power``
+        sharpens the priorities (estimate ** power), ``rank`` uses the estimates' ranks within the
+        batch, ``baseline_quantile`` subtracts that quantile first, ``temper`` in [0, 1] makes the
+        weights (1/p) ** temper (below 1: biased towards hard examples, lower variance).
         """
         x = _wire.as_batch(embeddings)
-        request = pb.SampleRequest(name=name, embeddings=self._tensor(x), ratio=ratio)
+        request = pb.SampleRequest(name=name, embeddings=self._tensor(x), ratio=ratio, rank=rank)
         if p_min is not None:
             request.p_min = p_min
         if seed is not None:
             request.seed = seed
+        if power is not None:
+            request.power = power
+        if baseline_quantile is not None:
+            request.baseline_quantile = baseline_quantile
+        if temper is not None:
+            request.temper = temper
         try:
             response = self._call("Sample", request)
         except (Unavailable, DeadlineExceeded) as exc:
@@ -292,6 +306,39 @@ class SketchClient:
         Fails with FailedPrecondition when the server keeps no store."""
         response = self._call("Snapshot", pb.SnapshotRequest(name=name or ""))
         return {s.name: s.seq for s in response.sketches}
+
+    def export_sketch(self, name: str, *, chunk_bytes: int = 2**20) -> bytes:
+        """The sketch's whole state as bytes (config, warm-up, counters and the engine's
+        versioned, checksummed serialization), e.g. to save in a training checkpoint. Streamed
+        in chunks of ``chunk_bytes`` (keep it below the server's and this client's message-size
+        limits), so a sketch of any size can be exported."""
+        if chunk_bytes < 1:
+            raise ValueError(f"chunk_bytes must be >= 1, got {chunk_bytes}")
+        request = pb.ExportSketchRequest(name=name, chunk_bytes=chunk_bytes)
+        chunks = self._call("ExportSketch", request, collect=True)
+        data = b"".join(chunk.data for chunk in chunks)
+        if chunks and len(data) != chunks[0].total_bytes:
+            raise NWSClientError(
+                f"ExportSketch sent {len(data)} bytes of a {chunks[0].total_bytes}-byte state"
+            )
+        return data
+
+    def import_sketch(
+        self, name: str, data: bytes, *, replace: bool = False, chunk_bytes: int = 2**20
+    ) -> SketchInfo:
+        """Restore bytes :meth:`export_sketch` produced as sketch ``name`` (durably, when the
+        server keeps a store). An existing sketch is overwritten only with ``replace``
+        (AlreadyExists otherwise)."""
+        if chunk_bytes < 1:
+            raise ValueError(f"chunk_bytes must be >= 1, got {chunk_bytes}")
+        data = bytes(data)
+        requests = [
+            pb.ImportSketchRequest(data=data[i : i + chunk_bytes])
+            for i in range(0, max(len(data), 1), chunk_bytes)
+        ]
+        requests[0].name, requests[0].replace = name, replace
+        response = self._call("ImportSketch", iter(requests))
+        return _wire.info_from_proto(response.sketch)
 
     # ----------------------------------------------------------------- statistics
     def stats(self, name: str | None = None) -> Stats:
@@ -391,11 +438,14 @@ class SketchClient:
                 stub = self._stub
         return stub
 
-    def _call(self, method: str, request: Any) -> Any:
+    def _call(self, method: str, request: Any, *, collect: bool = False) -> Any:
+        """One call; ``collect`` reads a streamed response into a list within the call."""
         rpc: Callable[..., Any] = getattr(self._get_stub(), method)
         try:
             with GATE.call():
                 response = rpc(request, timeout=self.timeout, metadata=self._metadata)
+                if collect:
+                    response = list(response)
         except grpc.RpcError as exc:
             error = from_rpc_error(exc)
             with self._lock:

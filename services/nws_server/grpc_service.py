@@ -14,16 +14,22 @@ from collections.abc import Callable, Iterator
 from typing import Any, TypeVar
 
 import grpc
+from google.protobuf.message import DecodeError
+from google.protobuf.message_factory import GetMessageClass
 from nws.v1 import sketch_pb2 as pb
 from nws.v1 import sketch_pb2_grpc
 
-from nws_server import errors, wire
+from nws_server import errors, policy, wire
 from nws_server.metrics import Metrics
 from nws_server.registry import SketchRegistry, UpdateResult
 
 log = logging.getLogger(__name__)
 
 SERVICE_NAME = pb.DESCRIPTOR.services_by_name["SketchService"].full_name
+#: Data per ExportSketch chunk unless the request asks for another size.
+EXPORT_CHUNK_BYTES = 2**20
+#: What an imported state may take beyond the sketch-size limit (hash parameters, headers).
+IMPORT_OVERHEAD_BYTES = 16 * 2**20
 
 #: The core's errors as gRPC status codes; anything else is INTERNAL.
 STATUS_CODES: dict[type[errors.NWSError], grpc.StatusCode] = {
@@ -50,6 +56,59 @@ def status_of(exc: BaseException) -> tuple[grpc.StatusCode, str]:
 Handler = TypeVar("Handler", bound=Callable[..., Any])
 
 
+class Undecodable:
+    """A request whose bytes are no valid message (truncated, a string that is not UTF-8, ...).
+
+    gRPC answers INTERNAL when a request deserializer raises; :func:`add_servicer` hands such a
+    request to the handler as this marker instead, and the handler rejects it (INVALID_ARGUMENT).
+    """
+
+    request_id = ""
+
+    def __init__(self, type_name: str, error: Exception) -> None:
+        self.message = f"the request is not a valid {type_name} message: {error}"
+
+
+def _lenient(cls: Any) -> Callable[[bytes], Any]:
+    def parse(data: bytes) -> Any:
+        try:
+            return cls.FromString(data)
+        except DecodeError as exc:
+            return Undecodable(cls.DESCRIPTOR.full_name, exc)
+
+    return parse
+
+
+def _decoded(request: Any) -> Any:
+    """``request`` (or an iterator of requests); an Undecodable one raises INVALID_ARGUMENT."""
+    if isinstance(request, Undecodable):
+        raise errors.InvalidArgument(request.message)
+    if isinstance(request, Iterator):
+        return (_decoded(item) for item in request)
+    return request
+
+
+def add_servicer(servicer: SketchServicer, server: grpc.Server) -> None:
+    """Register ``servicer`` like the generated ``add_SketchServiceServicer_to_server``, but an
+    undecodable request gets INVALID_ARGUMENT (the client's fault) rather than INTERNAL."""
+    kinds = {
+        (False, False): grpc.unary_unary_rpc_method_handler,
+        (False, True): grpc.unary_stream_rpc_method_handler,
+        (True, False): grpc.stream_unary_rpc_method_handler,
+        (True, True): grpc.stream_stream_rpc_method_handler,
+    }
+    handlers = {}
+    for method in pb.DESCRIPTOR.services_by_name["SketchService"].methods:
+        kind = kinds[(method.client_streaming, method.server_streaming)]
+        handlers[method.name] = kind(
+            getattr(servicer, method.name),
+            request_deserializer=_lenient(GetMessageClass(method.input_type)),
+            response_serializer=GetMessageClass(method.output_type).SerializeToString,
+        )
+    server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(SERVICE_NAME, handlers),))
+    server.add_registered_method_handlers(SERVICE_NAME, handlers)
+
+
 def _unary(handler: Handler) -> Handler:
     """Time, count and map the errors of one unary handler ``handler(self, request)``."""
     method = handler.__name__
@@ -59,7 +118,7 @@ def _unary(handler: Handler) -> Handler:
         start = time.perf_counter()
         code = grpc.StatusCode.OK
         try:
-            return handler(self, request)
+            return handler(self, _decoded(request))
         except Exception as exc:
             code, message = status_of(exc)
             context.abort(code, message)
@@ -119,6 +178,14 @@ class SketchServicer(sketch_pb2_grpc.SketchServiceServicer):
             request.ratio,
             p_min=request.p_min if request.HasField("p_min") else None,
             seed=request.seed if request.HasField("seed") else None,
+            rule=policy.SamplingPolicy(
+                power=request.power if request.HasField("power") else 1.0,
+                rank=request.rank,
+                baseline_quantile=(
+                    request.baseline_quantile if request.HasField("baseline_quantile") else None
+                ),
+                temper=request.temper if request.HasField("temper") else 1.0,
+            ),
         )
         return pb.SampleResponse(
             accepted=result.accepted.tolist(),
@@ -186,7 +253,39 @@ class SketchServicer(sketch_pb2_grpc.SketchServiceServicer):
             sketches=[pb.SnapshotResult(name=r.name, seq=r.seq, written=r.written) for r in results]
         )
 
+    @_unary
+    def ExportSketch(self, request: pb.ExportSketchRequest) -> Iterator[pb.SketchChunk]:
+        data = self.registry.export(request.name)
+        step = request.chunk_bytes or EXPORT_CHUNK_BYTES
+        total = len(data)
+        return iter(
+            [
+                pb.SketchChunk(data=data[i : i + step], total_bytes=total)
+                for i in range(0, max(total, 1), step)
+            ]
+        )
+
+    @_unary
+    def ImportSketch(self, requests: Iterator[pb.ImportSketchRequest]) -> pb.ImportSketchResponse:
+        first: pb.ImportSketchRequest | None = None
+        parts: list[bytes] = []
+        size = 0
+        limit = self.registry.limits.max_sketch_bytes + IMPORT_OVERHEAD_BYTES
+        for request in requests:
+            first = first or request
+            size += len(request.data)
+            if size > limit:
+                raise errors.ResourceExhausted(
+                    f"an imported state may take at most {limit:,} bytes (the sketch-size limit)"
+                )
+            parts.append(request.data)
+        if first is None:
+            raise errors.InvalidArgument("ImportSketch needs at least one message")
+        info, replaced = self.registry.import_state(first.name, b"".join(parts), first.replace)
+        return pb.ImportSketchResponse(sketch=wire.info_to_proto(info), replaced=replaced)
+
     def _update(self, request: pb.UpdateRequest) -> UpdateResult:
+        request = _decoded(request)
         x = wire.tensor_from_proto(request.embeddings, "embeddings")
         values = wire.values_from_proto(request.values)
         return self.registry.update(request.name, x, values, request.request_id)

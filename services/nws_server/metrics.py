@@ -1,22 +1,35 @@
 """Prometheus metrics of one server: requests per RPC / route, latencies, and sketch gauges.
 
-Names follow Prometheus conventions: ``nws_`` prefix, base units as suffixes, ``_total`` on
-counters. Each server owns its own :class:`~prometheus_client.CollectorRegistry` (several servers
-can live in one process, as in the tests); sketch metrics are read from the registry at scrape
-time, so they are never stale and cost nothing between scrapes.
+Names follow Prometheus conventions: ``nws_`` prefix, base units as suffixes (``_seconds``,
+``_bytes``, ``_ratio`` for 0..1 fractions), ``_total`` on counters and only on counters
+(checked by tests/integration/test_metrics_conventions.py). The client library's ``*_created``
+series are turned off: in the text format they appear as extra gauges (``nws_requests_created``)
+that hold a Unix time without a unit suffix and double the size of a scrape.
+
+Each server owns its own :class:`~prometheus_client.CollectorRegistry` (several servers can live
+in one process, as in the tests); sketch metrics are read from the registry at scrape time, so
+they are never stale and cost nothing between scrapes.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 
-from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Histogram,
+    disable_created_metrics,
+    generate_latest,
+)
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from nws_server.registry import SketchRegistry
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+
+disable_created_metrics()  # process-wide switch of prometheus_client; see the module docstring
 
 # Loopback round trips take a fraction of a millisecond; big batches on a CPU take seconds.
 _LATENCY_BUCKETS = (

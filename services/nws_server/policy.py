@@ -177,6 +177,53 @@ def sample(
     return accepted, importance_weights(accepted, p, temper), p
 
 
+@dataclass(frozen=True)
+class SamplingPolicy:
+    """How estimated losses become keep probabilities and weights (the policy levers).
+
+    The default (power 1, no rank, no baseline, temper 1) is the paper's rule: p ∝ estimate, with
+    unbiased 1/p weights. ``power``, ``rank`` and ``baseline_quantile`` reshape the priorities
+    (:func:`transform_scores`) and keep the weights unbiased; ``temper < 1`` shrinks the weights to
+    (1/p)^temper, trading a bias towards hard examples for lower variance.
+    """
+
+    power: float = 1.0
+    rank: bool = False
+    baseline_quantile: float | None = None
+    temper: float = 1.0
+
+    def __post_init__(self) -> None:
+        if not (isinstance(self.power, (int, float)) and math.isfinite(self.power)):
+            raise InvalidArgument(f"power must be a finite number > 0, got {self.power!r}")
+        if self.power <= 0:
+            raise InvalidArgument(f"power must be > 0, got {self.power}")
+        q = self.baseline_quantile
+        if q is not None and not (isinstance(q, (int, float)) and 0.0 <= q < 1.0):
+            raise InvalidArgument(f"baseline_quantile must be in [0, 1), got {q!r}")
+        t = self.temper
+        if not (isinstance(t, (int, float)) and math.isfinite(t) and 0.0 <= t <= 1.0):
+            raise InvalidArgument(f"temper must be in [0, 1], got {t!r}")
+
+    @property
+    def is_default(self) -> bool:
+        return self == SamplingPolicy()
+
+    def sample(
+        self,
+        scores: np.ndarray,
+        ratio: float,
+        p_min: float = DEFAULT_P_MIN,
+        generator: np.random.Generator | None = None,
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """:func:`transform_scores` then :func:`sample`: (accepted, weights, p)."""
+        s = scores
+        if not (self.power == 1.0 and not self.rank and self.baseline_quantile is None):
+            s = transform_scores(
+                scores, power=self.power, baseline_quantile=self.baseline_quantile, rank=self.rank
+            )
+        return sample(s, ratio, p_min, generator, temper=self.temper)
+
+
 def in_warmup(observations: int, warmup: int) -> bool:
     """During warm-up (fewer than ``warmup`` observations) everything is accepted with weight 1."""
     return observations < warmup

@@ -20,6 +20,8 @@ The ops (one journal record per accepted mutation, in the order the sketch's loc
   ``created_at``, ``sampled``, ``accepted``, ``applied`` (the idempotency window as
   ``[request_id, observations]`` pairs, oldest first); array ``sketch`` (``|u1``: the engine's own
   checksummed :meth:`NWSketch.serialize` bytes).
+* ``import``: a journal record with the fields and array of a ``snapshot``: the sketch's whole
+  state, as restored by ``ImportSketch`` (it replaces whatever the sketch held before).
 """
 
 from __future__ import annotations
@@ -36,7 +38,7 @@ from nws_server.errors import DataCorruption
 
 MAGIC = b"NWSR"
 VERSION = 1
-OPS = ("create", "update", "decay", "set_center", "delete", "snapshot")
+OPS = ("create", "update", "decay", "set_center", "delete", "snapshot", "import")
 DTYPES = ("<f4", "<f8", "|u1")
 _HEAD = struct.Struct("<4sII")  # magic, version, header length
 _CRC = struct.Struct("<I")

@@ -311,7 +311,11 @@ class SketchRegistry:
         batching: Batching | None = None,
         on_batch: Callable[[int, int], None] | None = None,
         store: StateStore | None = None,
+        on_values: Callable[[str, str, np.ndarray], None] | None = None,
     ) -> None:
+        """``on_values(name, kind, values)`` (a monitoring hook, e.g.
+        :meth:`nws_server.monitor.Monitor.record`) gets the losses every update applies
+        (kind ``"observed"``) and the estimates every Score / Sample computes (``"estimated"``)."""
         self.device = resolve_device(device)
         self.limits = limits or Limits()
         self.batching = batching or Batching()
@@ -319,6 +323,7 @@ class SketchRegistry:
         self.restored = RestoreReport()
         self.started_at = time.time()
         self._on_batch = on_batch
+        self._on_values = on_values
         self._entries: dict[str, _Entry] = {}
         self._lock = threading.Lock()  # guards create / delete; lookups read the dict directly
 
@@ -402,6 +407,8 @@ class SketchRegistry:
     def score(self, name: str, embeddings: Any) -> ScoreResult:
         entry = self._entry(name)
         est, _ = entry.estimate(self._batch(entry, embeddings))
+        if self._on_values is not None:
+            self._on_values(name, "estimated", est.values.numpy())
         return ScoreResult(
             estimates=est.values.numpy(),
             prior_used=est.prior_used.numpy(),
@@ -415,8 +422,12 @@ class SketchRegistry:
         ratio: float,
         p_min: float | None = None,
         seed: int | None = None,
+        rule: policy.SamplingPolicy | None = None,
     ) -> SampleResult:
-        """Score and draw; p_min defaults to min(policy.DEFAULT_P_MIN, ratio)."""
+        """Score and draw; p_min defaults to min(policy.DEFAULT_P_MIN, ratio).
+
+        ``rule`` shapes priorities and weights (:class:`policy.SamplingPolicy`); default: the
+        paper's p ∝ estimate with 1/p weights."""
         entry = self._entry(name)
         if p_min is None:
             p_min = min(policy.DEFAULT_P_MIN, ratio) if isinstance(ratio, (int, float)) else 0.0
@@ -425,13 +436,17 @@ class SketchRegistry:
         x = self._batch(entry, embeddings)
         est, observations = entry.estimate(x)
         scores = est.values.numpy()
+        if self._on_values is not None:
+            self._on_values(name, "estimated", scores)
         n = scores.shape[0]
         warm = policy.in_warmup(observations, entry.warmup)
         if warm:
             accepted, weights, probs = np.ones(n, bool), np.ones(n), np.ones(n)
         else:
             rng = np.random.default_rng(seed)
-            accepted, weights, probs = policy.sample(scores, ratio, p_min, rng)
+            accepted, weights, probs = (rule or policy.SamplingPolicy()).sample(
+                scores, ratio, p_min, rng
+            )
         entry.count_sample(n, int(accepted.sum()))
         return SampleResult(
             accepted=accepted,
@@ -468,6 +483,8 @@ class SketchRegistry:
                 entry.seq = self._journal(name, record)
             observations = self._apply_update(entry, x, y, request_id)
         entry.count_update(x.shape[0])
+        if self._on_values is not None:
+            self._on_values(name, "observed", y.numpy())
         return UpdateResult(request_id, observations, duplicate=False)
 
     def decay(self, name: str, factor: float) -> SketchInfo:
@@ -490,6 +507,62 @@ class SketchRegistry:
                 entry.seq = self._journal(name, records.encode("set_center", center=c.numpy()))
             entry.sketch.set_center(c)
         return self._info(entry)
+
+    # ----------------------------------------------------------------- export / import
+    def export(self, name: str) -> bytes:
+        """A sketch's whole state as bytes (the payload of a snapshot: requested config, warm-up,
+        usage counters, idempotency window and the engine's checksummed serialization)."""
+        entry = self._entry(name)
+        with entry.lock:
+            self._check_live(entry)
+            return self._snapshot_bytes(entry)
+
+    def import_state(
+        self, name: str, data: bytes, replace: bool = False
+    ) -> tuple[SketchInfo, bool]:
+        """Restore bytes :meth:`export` produced as sketch ``name``; returns (info, replaced).
+
+        A new name creates the sketch; an existing one needs ``replace`` (else AlreadyExists)
+        and has its state overwritten in place. Journaled (an ``import`` record) before it is
+        applied, like every write. Bytes that are not an exported state: InvalidArgument.
+        """
+        _check_name(name)
+        try:
+            rec = records.decode(bytes(data))
+            if rec.op != "snapshot":
+                raise DataCorruption(f"it holds a {rec.op} record")
+            new = self._entry_from_record(name, rec)
+        except DataCorruption as exc:
+            raise InvalidArgument(f"not an exported sketch state: {exc}") from exc
+        size = estimated_bytes(new.sketch.config)
+        if size > self.limits.max_sketch_bytes:
+            raise ResourceExhausted(
+                f"sketch {name!r} would take {size:,} bytes, over the limit of "
+                f"{self.limits.max_sketch_bytes:,}"
+            )
+        record = records.encode("import", rec.fields, **rec.arrays)
+        with self._lock:
+            entry = self._entries.get(name)
+            if entry is None:
+                if len(self._entries) >= self.limits.max_sketches:
+                    raise ResourceExhausted(
+                        f"this server holds its maximum of {self.limits.max_sketches} sketches; "
+                        "delete one first"
+                    )
+                new.seq = self._journal(name, record)
+                self._entries[name] = new
+                log.info("imported sketch %r (%d observations)", name, new.sketch.observations)
+                return self._info(new), False
+            if not replace:
+                raise AlreadyExists(
+                    f"sketch {name!r} already exists; import with replace to overwrite it"
+                )
+            with entry.snapshot_lock, entry.lock:
+                self._check_live(entry)
+                entry.seq = self._journal(name, record)
+                _take_state(entry, new)
+        log.info("replaced sketch %r by an imported state", name)
+        return self._info(entry), True
 
     # ----------------------------------------------------------------- durability
     def snapshot(self, name: str | None = None) -> builtins.list[SnapshotResult]:
@@ -605,6 +678,8 @@ class SketchRegistry:
                     entry = self._new_entry(
                         name, sketch, config, int(f["warmup"]), float(f["created_at"])
                     )
+                elif rec.op == "import":  # the whole state, replacing whatever was there
+                    entry = self._entry_from_record(name, rec)
                 elif entry is None:
                     raise DataCorruption(f"a {rec.op} record before the sketch's create record")
                 elif rec.op == "update":
@@ -632,6 +707,10 @@ class SketchRegistry:
         rec = records.decode(data)
         if rec.op != "snapshot":
             raise DataCorruption(f"the snapshot holds a {rec.op} record")
+        return self._entry_from_record(name, rec)
+
+    def _entry_from_record(self, name: str, rec: records.Record) -> _Entry:
+        """A new entry from the fields and array of a snapshot (or import) record."""
         try:
             f = rec.fields
             sketch = NWSketch.deserialize(rec.arrays["sketch"].tobytes(), device=self.device)
@@ -739,6 +818,17 @@ def _differences(entry: _Entry, config: SketchConfig, warmup: int) -> str:
     if entry.warmup != warmup:
         diffs.append(f"warmup: {entry.warmup} != {warmup}")
     return ", ".join(diffs)
+
+
+def _take_state(entry: _Entry, new: _Entry) -> None:
+    """Give ``entry`` the state of ``new`` (an import); the caller holds ``entry.lock``."""
+    entry.sketch = new.sketch
+    entry.requested = new.requested
+    entry.warmup = new.warmup
+    entry.created_at = new.created_at
+    entry.applied = new.applied
+    with entry._counter_lock:
+        entry.sampled, entry.accepted = new.sampled, new.accepted
 
 
 def _split_estimates(

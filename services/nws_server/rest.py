@@ -1,8 +1,12 @@
-"""The REST front door (FastAPI), for monitoring: list, inspect and score sketches; health; metrics.
+"""The REST front door (FastAPI), for monitoring: list, inspect and score sketches; health; metrics;
+the live dashboard.
 
 Mutation stays on gRPC. Like the gRPC servicer, the routes only convert JSON to the core's types,
-call the :class:`~nws_server.registry.SketchRegistry` and map its errors, once, through
-:data:`HTTP_STATUS`. OpenAPI is served at ``/openapi.json`` with the interactive docs at ``/docs``.
+call the :class:`~nws_server.registry.SketchRegistry` (or its :class:`~nws_server.monitor.Monitor`)
+and map its errors, once, through :data:`HTTP_STATUS`. OpenAPI is served at ``/openapi.json``
+with the interactive docs at ``/docs``; the dashboard at ``/dashboard`` (``/`` redirects there).
+Both pages load their scripts from the package (``static/``), never from a CDN, so they work
+offline.
 """
 
 from __future__ import annotations
@@ -10,18 +14,27 @@ from __future__ import annotations
 import time
 from collections.abc import Awaitable, Callable
 from datetime import datetime, timezone
+from pathlib import Path
 from typing import Annotated, Any
 
 import numpy as np
-from fastapi import APIRouter, Depends, FastAPI, Request, Response
-from fastapi.responses import JSONResponse
+from fastapi import APIRouter, Depends, FastAPI, Query, Request, Response
+from fastapi.openapi.docs import get_swagger_ui_html
+from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, RedirectResponse
+from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel, ConfigDict, Field
+from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.status import HTTP_413_CONTENT_TOO_LARGE
 
 from nws_server import errors
 from nws_server.auth import REST_OPEN_PATHS, UNAUTHENTICATED_MESSAGE, TokenCheck
 from nws_server.metrics import CONTENT_TYPE, Metrics
+from nws_server.monitor import Monitor
 from nws_server.registry import SketchInfo, SketchRegistry
+
+STATIC_DIR = Path(__file__).parent / "static"
+"""The dashboard page and the vendored scripts (see static/vendor/README.md)."""
+SWAGGER_UI = "/static/vendor/swagger-ui-dist-5.35.0"
 
 #: The core's errors as HTTP statuses; anything else is a 500.
 HTTP_STATUS: dict[type[errors.NWSError], int] = {
@@ -43,6 +56,16 @@ _CODE_NAMES: dict[type[errors.NWSError], str] = {
     errors.ResourceExhausted: "RESOURCE_EXHAUSTED",
     errors.DataCorruption: "DATA_LOSS",
     errors.Unavailable: "UNAVAILABLE",
+}
+
+#: Code names of the framework's own HTTP errors (see ``create_app``).
+_HTTP_CODE_NAMES = {
+    400: "INVALID_ARGUMENT",
+    401: "UNAUTHENTICATED",
+    404: "NOT_FOUND",
+    405: "UNIMPLEMENTED",
+    413: "RESOURCE_EXHAUSTED",
+    503: "UNAVAILABLE",
 }
 
 
@@ -111,7 +134,9 @@ class ScoreRequest(BaseModel):
 
     model_config = ConfigDict(json_schema_extra={"examples": [{"embeddings": [[0.1, -0.2, 0.3]]}]})
 
-    embeddings: list[list[float]] = Field(description="[n, dim] embeddings, one list per row.")
+    embeddings: list[Annotated[list[float], Field(min_length=1)]] = Field(
+        min_length=1, description="[n, dim] embeddings, one list per row (n >= 1)."
+    )
 
 
 class ScoreResponse(BaseModel):
@@ -124,6 +149,48 @@ class Health(BaseModel):
     status: str = Field(examples=["ok"])
 
 
+class Histogram(BaseModel):
+    """Counts of recent values per bin (the end bins also hold values beyond the range)."""
+
+    counts: list[int] = Field(description="Values per bin.")
+    count: int = Field(description="Values in the window.")
+    mean: float | None = Field(description="Mean of the values in the window; null when empty.")
+
+
+class Histograms(BaseModel):
+    """Recently observed losses and recent estimates of one sketch, on the same fixed bins."""
+
+    name: str
+    edges: list[float] = Field(description="bins + 1 increasing bin edges, shared by both.")
+    observed: Histogram = Field(description="Losses of the most recent updates.")
+    estimated: Histogram = Field(description="Estimates of the most recent Score / Sample calls.")
+    window: int = Field(description="Most recent values kept per kind.")
+
+
+class TimePoint(BaseModel):
+    """One sample of a sketch's usage: rates over the interval since the previous sample."""
+
+    time: float = Field(description="Unix time of the sample.")
+    acceptance_rate: float | None = Field(
+        description="Rows Sample kept / rows offered in the interval; null when none offered."
+    )
+    prior_hit_rate: float | None = Field(
+        description="Scored rows that got the prior / rows scored; null when none scored."
+    )
+    updates_per_second: float = Field(description="Update calls per second.")
+    observations_per_second: float = Field(description="Observed rows per second.")
+    sampled_per_second: float = Field(description="Rows offered to Sample per second.")
+    observations: int = Field(description="The sketch's observation count at the sample.")
+
+
+class TimeSeries(BaseModel):
+    """A sketch's recent usage, oldest point first; sampled about every interval_seconds."""
+
+    name: str
+    interval_seconds: float
+    points: list[TimePoint]
+
+
 # --------------------------------------------------------------------------- dependencies
 def _registry(request: Request) -> SketchRegistry:
     registry: SketchRegistry = request.app.state.registry
@@ -131,6 +198,14 @@ def _registry(request: Request) -> SketchRegistry:
 
 
 Registry = Annotated[SketchRegistry, Depends(_registry)]
+
+
+def _monitor(request: Request) -> Monitor:
+    monitor: Monitor = request.app.state.monitor
+    return monitor
+
+
+MonitorDep = Annotated[Monitor, Depends(_monitor)]
 
 _ERRORS: dict[int | str, dict[str, Any]] = {
     400: {"model": Error, "description": "Invalid argument (shape, non-finite values)."},
@@ -189,6 +264,46 @@ def score(name: str, body: ScoreRequest, registry: Registry) -> ScoreResponse:
     )
 
 
+@sketches.get(
+    "/{name}/histograms",
+    response_model=Histograms,
+    responses={400: _ERRORS[400], 404: _ERRORS[404]},
+    summary="Histograms of recently observed losses and of recent estimates",
+)
+def histograms(
+    name: str,
+    monitor: MonitorDep,
+    bins: Annotated[int, Query(ge=1, le=1000, description="Number of equal bins.")] = 20,
+    upper: Annotated[
+        float | None,
+        Query(description="Upper edge of the last bin; default: the largest recent value."),
+    ] = None,
+) -> Histograms:
+    h = monitor.histograms(name, bins=bins, upper=upper)
+    return Histograms(
+        name=name,
+        edges=h.edges,
+        observed=Histogram(**vars(h.observed)),
+        estimated=Histogram(**vars(h.estimated)),
+        window=h.window,
+    )
+
+
+@sketches.get(
+    "/{name}/timeseries",
+    response_model=TimeSeries,
+    responses={404: _ERRORS[404]},
+    summary="Acceptance rate, prior-hit rate and update rates over the last minutes",
+)
+def timeseries(name: str, monitor: MonitorDep) -> TimeSeries:
+    points = monitor.series(name)
+    return TimeSeries(
+        name=name,
+        interval_seconds=monitor.interval_s,
+        points=[TimePoint(**vars(p)) for p in points],
+    )
+
+
 health = APIRouter(tags=["health"])
 
 
@@ -219,29 +334,71 @@ def metrics(request: Request) -> Response:
     return Response(request.app.state.metrics.render(), media_type=CONTENT_TYPE)
 
 
+pages = APIRouter(tags=["dashboard"])
+
+
+@pages.get("/", include_in_schema=False)
+def root() -> RedirectResponse:
+    return RedirectResponse("/dashboard")
+
+
+@pages.get(
+    "/dashboard",
+    response_class=FileResponse,
+    responses={200: {"content": {"text/html": {}}, "description": "The dashboard page."}},
+    summary="Live dashboard: sketches, loss histograms, acceptance and prior-hit rates",
+)
+def dashboard() -> FileResponse:
+    return FileResponse(STATIC_DIR / "dashboard.html", media_type="text/html")
+
+
+@pages.get("/docs", include_in_schema=False)
+def docs(request: Request) -> HTMLResponse:
+    """Swagger UI from the package's own copy of swagger-ui-dist (works offline)."""
+    return get_swagger_ui_html(
+        openapi_url=request.app.openapi_url,
+        title=f"{request.app.title} - Swagger UI",
+        swagger_js_url=f"{SWAGGER_UI}/swagger-ui-bundle.js",
+        swagger_css_url=f"{SWAGGER_UI}/swagger-ui.css",
+        swagger_favicon_url=f"{SWAGGER_UI}/favicon-32x32.png",
+    )
+
+
 # --------------------------------------------------------------------------- the app
 def create_app(
     registry: SketchRegistry,
     metrics: Metrics,
     *,
+    monitor: Monitor | None = None,
     is_ready: Callable[[], bool] = lambda: True,
     max_body_bytes: int = 64 * 2**20,
     version: str = "0",
     auth_token: str | None = None,
 ) -> FastAPI:
-    """The REST app over ``registry``; ``is_ready`` answers /readyz. With ``auth_token`` every
-    route but /healthz and /readyz needs ``Authorization: Bearer <token>`` (else 401)."""
+    """The REST app over ``registry``; ``is_ready`` answers /readyz; ``monitor`` (the one fed by
+    the registry's ``on_values`` hook) answers the histogram and time-series routes (without it
+    they see only the counters). With ``auth_token`` every route but /healthz, /readyz and the
+    pages (``/``, ``/dashboard``, ``/static/...``, which hold no data) needs ``Authorization:
+    Bearer <token>`` (else 401)."""
     check = TokenCheck(auth_token) if auth_token else None
+    if monitor is None:
+        monitor = Monitor()
+        monitor.watch(registry)
     app = FastAPI(
         title="NWS sketch server",
         summary="Monitoring API of the Nadaraya-Watson sketch service (mutation is on gRPC).",
         version=version,
+        docs_url=None,  # served by the `docs` route from the package's own Swagger UI
+        redoc_url=None,  # ReDoc would load its script from a CDN
     )
     app.state.registry = registry
     app.state.metrics = metrics
+    app.state.monitor = monitor
     app.state.is_ready = is_ready
     app.include_router(sketches)
     app.include_router(health)
+    app.include_router(pages)
+    app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
 
     @app.exception_handler(errors.NWSError)
     async def _nws_error(request: Request, exc: errors.NWSError) -> JSONResponse:
@@ -249,6 +406,17 @@ def create_app(
         status = HTTP_STATUS.get(cls, 500)
         code = _CODE_NAMES.get(cls, "INTERNAL")
         return JSONResponse(Error(code=code, detail=str(exc)).model_dump(), status_code=status)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        # the framework's own errors (a body that is not JSON, an unknown route) in the same shape
+        status = exc.status_code
+        code = _HTTP_CODE_NAMES.get(status, "INTERNAL" if status >= 500 else "INVALID_ARGUMENT")
+        return JSONResponse(
+            Error(code=code, detail=str(exc.detail)).model_dump(),
+            status_code=status,
+            headers=exc.headers,
+        )
 
     @app.middleware("http")
     async def _observe(
@@ -258,7 +426,7 @@ def create_app(
         length = request.headers.get("content-length")
         if (
             check is not None
-            and request.url.path not in REST_OPEN_PATHS
+            and not _open(request.url.path)
             and not check(request.headers.get("authorization"))
         ):
             response: Response = JSONResponse(
@@ -277,7 +445,9 @@ def create_app(
         else:
             response = await call_next(request)
         route = request.scope.get("route")
-        path = getattr(route, "path", "unmatched")
+        path = getattr(route, "path", None) or (
+            "/static/{path}" if request.url.path.startswith("/static/") else "unmatched"
+        )
         metrics.observe(
             "rest",
             f"{request.method} {path}",
@@ -287,3 +457,11 @@ def create_app(
         return response
 
     return app
+
+
+def _open(path: str) -> bool:
+    """Whether ``path`` is served without the bearer token: the probes and the pages."""
+    return path in REST_OPEN_PATHS or path in _OPEN_PAGES or path.startswith("/static/")
+
+
+_OPEN_PAGES = frozenset({"/", "/dashboard"})

@@ -28,12 +28,12 @@ import torch
 import uvicorn
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
-from nws.v1 import sketch_pb2_grpc
 
 from nws_server.auth import AuthInterceptor, TokenCheck
 from nws_server.errors import NWSError
-from nws_server.grpc_service import SERVICE_NAME, SketchServicer
+from nws_server.grpc_service import SERVICE_NAME, SketchServicer, add_servicer
 from nws_server.metrics import Metrics
+from nws_server.monitor import Monitor
 from nws_server.registry import Batching, Limits, SketchRegistry
 from nws_server.rest import create_app
 from nws_server.settings import Settings
@@ -47,8 +47,11 @@ except PackageNotFoundError:  # running from a source tree that is not installed
     VERSION = "0+unknown"
 
 
-def registry_from_settings(settings: Settings, metrics: Metrics | None = None) -> SketchRegistry:
-    """The core configured by ``settings`` (device, limits, micro-batching, state store)."""
+def registry_from_settings(
+    settings: Settings, metrics: Metrics | None = None, monitor: Monitor | None = None
+) -> SketchRegistry:
+    """The core configured by ``settings`` (device, limits, micro-batching, state store), with
+    the hooks of ``metrics`` and ``monitor``."""
     return SketchRegistry(
         store=open_store(settings.store) if settings.store else None,
         device=settings.device,
@@ -64,6 +67,7 @@ def registry_from_settings(settings: Settings, metrics: Metrics | None = None) -
             max_rows=settings.batch_max_rows,
         ),
         on_batch=metrics.observe_batch if metrics is not None else None,
+        on_values=monitor.record if monitor is not None else None,
     )
 
 
@@ -86,7 +90,7 @@ def create_grpc_server(
         ],
     )
     servicer = SketchServicer(registry, metrics or Metrics(registry), VERSION)
-    sketch_pb2_grpc.add_SketchServiceServicer_to_server(servicer, server)
+    add_servicer(servicer, server)  # undecodable requests: INVALID_ARGUMENT, not INTERNAL
     health_servicer = health_servicer or health.HealthServicer()
     health_servicer.set(SERVICE_NAME, health_pb2.HealthCheckResponse.SERVING)
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
@@ -113,13 +117,18 @@ class SketchServer:
     def __init__(self, settings: Settings | None = None) -> None:
         self.settings = settings or Settings()
         self.metrics = Metrics()
-        self.registry = registry_from_settings(self.settings, self.metrics)
+        self.monitor = Monitor()
+        self.registry = registry_from_settings(self.settings, self.metrics, self.monitor)
         self._stopping = threading.Event()  # stops the snapshot schedule
         self._restore()
         self.metrics.watch(self.registry)
+        self.monitor.watch(self.registry)
         self._ready = threading.Event()
         self._stopped = threading.Event()
         self._snapshotter: threading.Thread | None = None
+        self._sampler = threading.Thread(
+            target=self.monitor.run, args=(self._stopping,), name="nws-monitor", daemon=True
+        )
         self._health = health.HealthServicer()
         self._grpc, self.grpc_port = create_grpc_server(
             self.registry, self.settings, metrics=self.metrics, health_servicer=self._health
@@ -130,6 +139,7 @@ class SketchServer:
             app = create_app(
                 self.registry,
                 self.metrics,
+                monitor=self.monitor,
                 is_ready=self._ready.is_set,
                 max_body_bytes=self.settings.max_message_bytes,
                 version=VERSION,
@@ -163,6 +173,7 @@ class SketchServer:
                 target=self._snapshot_loop, name="nws-snapshots", daemon=True
             )
             self._snapshotter.start()
+        self._sampler.start()
         self._ready.set()
         if self.settings.ready_file is not None:
             _write_json(
@@ -206,6 +217,8 @@ class SketchServer:
         self._stopping.set()
         if self._snapshotter is not None:
             self._snapshotter.join()
+        if self._sampler.is_alive():
+            self._sampler.join()
         if self.registry.store is not None:
             self._take_snapshots("shutdown")
             self.registry.store.close()

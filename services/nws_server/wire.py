@@ -25,6 +25,8 @@ _DTYPES: dict[int, tuple[str, torch.dtype]] = {
     pb.DTYPE_FLOAT16: ("<f2", torch.float16),
     pb.DTYPE_BFLOAT16: ("<i2", torch.bfloat16),  # numpy has no bfloat16: read the raw bits
 }
+_MAX_RANK = 8  # of a packed tensor's shape
+_MAX_EXTENT = 2**31 - 1  # of one of its dims
 _ESTIMATORS = {
     pb.ESTIMATOR_UNSPECIFIED: "mean",
     pb.ESTIMATOR_MEAN: "mean",
@@ -46,6 +48,11 @@ def tensor_from_proto(msg: pb.Tensor, name: str) -> torch.Tensor:
         )
     wire_dtype, torch_dtype = _DTYPES[msg.dtype]
     shape = [int(s) for s in msg.shape]
+    if len(shape) > _MAX_RANK or any(s > _MAX_EXTENT for s in shape):
+        # numpy cannot even describe it (and no dim or row count comes close)
+        raise InvalidArgument(
+            f"{name}: shape {shape} is out of range (at most {_MAX_RANK} dims, each < 2**31)"
+        )
     itemsize = np.dtype(wire_dtype).itemsize
     expected = math.prod(shape) * itemsize
     if len(msg.data) != expected:

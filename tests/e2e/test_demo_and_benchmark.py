@@ -58,3 +58,25 @@ def test_time_to_accuracy_harness_quick(tiny_bert_dir: Path, tmp_path: Path) -> 
     assert bench.main([*argv, "--resume"]) == 0
     with pytest.raises(SystemExit):
         bench.build_parser().parse_args(["--strategies", "nws"])  # full sets the target
+
+
+def test_time_to_accuracy_variants_and_scenario_settings(
+    tiny_bert_dir: Path, tmp_path: Path
+) -> None:
+    bench = _benchmark()
+    argv = ["--quick", "--model", str(tiny_bert_dir), "--name", "ablation", "--title", "Ablation"]
+    argv += ["--set", "duplicates=0.5", "--set", "max_steps=6", "--variant", "full=full"]
+    argv += ["--variant", "nws-sharp=nws sketch_bits=12 score_power=2 embedding_source=tokens"]
+    argv += ["--variant", "table=loss-table:shrink"]
+    argv += ["--results", str(tmp_path / "results"), "--runs-dir", str(tmp_path / "runs")]
+    assert bench.main([*argv, "--no-progress"]) == 0
+    text = (tmp_path / "results" / "ablation.md").read_text()
+    assert text.startswith("# Ablation") and "| nws-sharp |" in text and "| table |" in text
+    assert "- `nws-sharp`: `nws` (fill): sketch_bits=12, score_power=2.0" in text
+    summary = json.loads((tmp_path / "runs" / "nws-sharp-fill-seed0" / "summary.json").read_text())
+    assert summary["config"]["sketch_bits"] == 12 and summary["config"]["duplicates"] == 0.5
+    assert summary["train_examples"] == 900  # 600 + 50 % near-duplicates
+    with pytest.raises(SystemExit):
+        bench.build_parser().parse_args(["--variant", "x=nws no_such_field=1"])
+    with pytest.raises(SystemExit, match="full"):
+        bench.main(["--variant", "a=nws", "--quick", "--model", str(tiny_bert_dir)])

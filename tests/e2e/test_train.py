@@ -9,6 +9,7 @@ from typing import Any
 import numpy as np
 import pytest
 import torch
+from e2e_helpers import tiny_config
 
 from nws_trainer.config import STRATEGIES, TrainConfig
 from nws_trainer.loader import collate
@@ -37,24 +38,9 @@ METRIC_KEYS = {
 
 
 def _config(tiny_bert_dir: Path, tmp_path: Path, **changes: Any) -> TrainConfig:
-    """A few steps on a small slice. Runs use the embedded default (a server of their own)
-    unless ``sketch_endpoint`` names the shared one."""
-    base = TrainConfig(
-        model=tiny_bert_dir,
-        train_size=160,
-        test_size=48,
-        batch_size=16,
-        max_seq_len=32,
-        warmup_steps=2,
-        eval_every=3,
-        max_steps=6,
-        probe_size=32,
-        lr=1e-3,
-        output=tmp_path / "out",
-        cache_dir=tmp_path / "cache",
-        progress=False,
-    )
-    return base.replace(**changes)
+    """Runs use the embedded default (a server of their own) unless ``sketch_endpoint`` names
+    the shared one."""
+    return tiny_config(tiny_bert_dir, tmp_path, **changes)
 
 
 def _read_metrics(out: Path) -> list[dict[str, Any]]:

@@ -71,6 +71,8 @@ def test_reflection_lists_and_describes_the_service(channel: grpc.Channel) -> No
         "SetCenter",
         "Stats",
         "Snapshot",
+        "ExportSketch",
+        "ImportSketch",
     }
     tensor = pool.FindMessageTypeByName("nws.v1.Tensor")
     assert [f.name for f in tensor.fields] == ["dtype", "shape", "data"]

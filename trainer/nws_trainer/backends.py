@@ -39,6 +39,8 @@ class SampleResult:
     """bool [n]: the estimate is the prior (no data near the row)."""
     warmup: bool
     """The sketch was in its warm-up: every row kept with weight 1."""
+    fallback: bool = False
+    """The sketch server was unreachable: the client's fallback policy chose (no estimates)."""
 
 
 @dataclass(frozen=True)
@@ -54,9 +56,15 @@ class SketchBackend(Protocol):
     """The sampling source the trainer and its loader workers talk to."""
 
     def sample(
-        self, embeddings: np.ndarray, ratio: float, p_min: float, seed: int | None
+        self,
+        embeddings: np.ndarray,
+        ratio: float,
+        p_min: float,
+        seed: int | None,
+        rule: policy.SamplingPolicy | None = None,
     ) -> SampleResult:
-        """Score ``embeddings`` [n, dim] and draw which rows to keep (reproducible for a seed)."""
+        """Score ``embeddings`` [n, dim] and draw which rows to keep (reproducible for a seed);
+        ``rule``: the policy levers (default: p ∝ estimate, weights 1/p)."""
         ...
 
     def score(self, embeddings: np.ndarray) -> Scores:
@@ -73,6 +81,10 @@ class SketchBackend(Protocol):
 
     def set_center(self, center: np.ndarray) -> None:
         """Fix the sketch's centering vector (once, while the sketch is empty)."""
+        ...
+
+    def decay(self, factor: float) -> None:
+        """Multiply everything the sketch holds by ``factor`` (forget the past)."""
         ...
 
     def stats(self) -> dict[str, Any]:
@@ -133,7 +145,12 @@ class InProcessBackend:
         return self._sketch
 
     def sample(
-        self, embeddings: np.ndarray, ratio: float, p_min: float, seed: int | None
+        self,
+        embeddings: np.ndarray,
+        ratio: float,
+        p_min: float,
+        seed: int | None,
+        rule: policy.SamplingPolicy | None = None,
     ) -> SampleResult:
         with self._lock:
             est = self._sketch.estimate(embeddings)
@@ -144,7 +161,9 @@ class InProcessBackend:
             accepted, weights = np.ones(n, dtype=bool), np.ones(n)
         else:
             rng = np.random.default_rng(seed)
-            accepted, weights, _ = policy.sample(values, ratio, p_min, rng)
+            accepted, weights, _ = (rule or policy.SamplingPolicy()).sample(
+                values, ratio, p_min, rng
+            )
         self._sampled += n
         self._accepted += int(accepted.sum())
         return SampleResult(accepted, weights, values, est.prior_used.numpy(), warm)
@@ -165,10 +184,15 @@ class InProcessBackend:
         with self._lock:
             self._sketch.set_center(np.asarray(center, dtype=np.float32))
 
+    def decay(self, factor: float) -> None:
+        with self._lock:
+            self._sketch.decay(factor)
+
     def stats(self) -> dict[str, Any]:
         s = self._sketch.stats
         return {
             "observations": s.observations,
+            "total_weight": s.total_weight,
             "occupancy": s.occupancy,
             "mean_value": s.mean_value,
             "prior_hits": s.prior_hits,

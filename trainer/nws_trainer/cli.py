@@ -79,6 +79,19 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--ratio", type=float, default=0.4, help=_h("ratio"))
     g.add_argument("--p-min", type=float, default=0.05, help=_h("p_min"))
     g.add_argument("--warmup-steps", type=int, default=50, help=_h("warmup_steps"))
+    g.add_argument("--warmup-forget", type=float, default=1.0, help=_h("warmup_forget"))
+    g.add_argument("--score-power", type=float, default=1.0, help=_h("score_power"))
+    g.add_argument("--score-rank", action="store_true", help=_h("score_rank"))
+    g.add_argument("--score-baseline", type=float, help=_h("score_baseline"))
+    g.add_argument("--temper", type=float, default=1.0, help=_h("temper"))
+    g.add_argument("--infobatch-prune", type=float, default=0.5, help=_h("infobatch_prune"))
+    g.add_argument("--infobatch-anneal", type=float, default=0.875, help=_h("infobatch_anneal"))
+    g.add_argument(
+        "--embedding-source",
+        choices=("encoder", "tokens"),
+        default="encoder",
+        help=_h("embedding_source"),
+    )
 
     g = p.add_argument_group("model and data")
     g.add_argument("--model", type=Path, help=_h("model"))
@@ -93,6 +106,7 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--test-size", type=_test_size, default=2000, help=_h("test_size"))
     g.add_argument("--train-size", type=int, help=_h("train_size"))
     g.add_argument("--split-seed", type=int, default=0, help=_h("split_seed"))
+    g.add_argument("--duplicates", type=float, default=0.0, help=_h("duplicates"))
 
     g = p.add_argument_group("training")
     g.add_argument("--batch-size", type=int, default=32, help=_h("batch_size"))
@@ -120,6 +134,12 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--sketch-decay", type=float, default=1.0, help=_h("sketch_decay"))
     g.add_argument(
         "--sketch-backend", choices=("grpc", "inprocess"), default="grpc", help=_h("sketch_backend")
+    )
+    g.add_argument(
+        "--sketch-on-unavailable",
+        choices=("raise", "accept_all", "uniform"),
+        default="uniform",
+        help=_h("sketch_on_unavailable"),
     )
     g.add_argument("--num-workers", type=int, default=0, help=_h("num_workers"))
     g.add_argument("--cache-dir", type=Path, help=_h("cache_dir"))

@@ -8,14 +8,30 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-Strategy = Literal["full", "uniform", "nws", "nws-live", "selective-backprop"]
-STRATEGIES: tuple[str, ...] = ("full", "uniform", "nws", "nws-live", "selective-backprop")
-SAMPLED: frozenset[str] = frozenset({"uniform", "nws", "nws-live", "selective-backprop"})
+from nws_server.policy import SamplingPolicy
+
+Strategy = Literal[
+    "full", "uniform", "nws", "nws-live", "selective-backprop", "loss-table", "infobatch"
+]
+STRATEGIES: tuple[str, ...] = (
+    "full",
+    "uniform",
+    "nws",
+    "nws-live",
+    "selective-backprop",
+    "loss-table",
+    "infobatch",
+)
+SAMPLED: frozenset[str] = frozenset(
+    {"uniform", "nws", "nws-live", "selective-backprop", "loss-table", "infobatch"}
+)
 """Strategies that select a subset of the candidates (and so use ratio, p-min, batching)."""
 SKETCHED: frozenset[str] = frozenset({"nws", "nws-live"})
 """Strategies that score candidates with a sketch."""
 TRAINER_SIDE: frozenset[str] = frozenset({"nws-live", "selective-backprop"})
 """Strategies that select inside the trainer, after a forward pass of the current model."""
+TABLED: frozenset[str] = frozenset({"loss-table", "infobatch"})
+"""Anchors that keep each example's last observed loss in an O(N) table instead of a sketch."""
 
 
 class ConfigError(ValueError):
@@ -27,7 +43,7 @@ class TrainConfig:
     """Everything one ``nws-train`` run depends on (persisted in ``summary.json``)."""
 
     strategy: Strategy = "nws"
-    """full | uniform | nws | nws-live | selective-backprop."""
+    """full | uniform | nws | nws-live | selective-backprop | loss-table | infobatch."""
     batching: Literal["fill", "shrink"] = "fill"
     """fill: kept examples fill whole batches; shrink: each candidate batch keeps its kept part."""
     ratio: float = 0.4
@@ -36,6 +52,26 @@ class TrainConfig:
     """Floor of every keep probability, in [0, ratio]; > 0 keeps the weighted loss unbiased."""
     warmup_steps: int = 50
     """Sketch warm-up: the first warmup_steps * batch_size observations keep every candidate."""
+    warmup_forget: float = 1.0
+    """Factor in (0, 1] the sketch is decayed by once when warm-up ends; 1 = keep warm-up losses."""
+    score_power: float = 1.0
+    """Priority = estimate ** score_power (> 1 sharpens flat estimates); weights stay unbiased."""
+    score_rank: bool = False
+    """Use the estimates' ranks within each candidate chunk as priorities (scale-free)."""
+    score_baseline: float | None = None
+    """Subtract this quantile of a chunk's priorities (floor 0) before sampling, in [0, 1)."""
+    temper: float = 1.0
+    """Weights (1/p) ** temper: 1 = unbiased, 0 = pure prioritisation (biased to hard rows)."""
+    infobatch_prune: float = 0.5
+    """infobatch: share of the below-mean-loss examples pruned each epoch, in [0, 1)."""
+    infobatch_anneal: float = 0.875
+    """infobatch: epochs from this fraction of the run on use the full data, in (0, 1]."""
+    embedding_source: Literal["encoder", "tokens"] = "encoder"
+    """nws: encoder = the frozen encoder's mean-pooled output (a forward pass per example);
+    tokens = the mean of its input token embeddings (no transformer pass, about free)."""
+    duplicates: float = 0.0
+    """Append this many x len(train) near-duplicate rows (Zipf-popular copies) to the training
+    split: a redundant stream, as in web corpora (see nws_trainer.data.with_duplicates)."""
 
     model: Path | None = None
     """Local Hugging Face model folder; None = the packaged all-MiniLM-L6-v2."""
@@ -99,6 +135,8 @@ class TrainConfig:
     """Forgetting factor in (0, 1] applied to the sketch before every update; 1 = none."""
     sketch_backend: Literal["grpc", "inprocess"] = "grpc"
     """grpc (a sketch server; the product path) or inprocess (the engine in this process; tests)."""
+    sketch_on_unavailable: Literal["raise", "accept_all", "uniform"] = "uniform"
+    """Sketch server unreachable: uniform (keep ratio, weight 1/ratio), accept_all, or raise."""
     num_workers: int = 0
     """Loader worker processes (spawned); each is its own sketch client."""
     cache_dir: Path | None = None
@@ -115,6 +153,36 @@ class TrainConfig:
         _need(0.0 < self.ratio <= 1.0, "ratio must be in (0, 1]", self.ratio)
         _need(0.0 <= self.p_min <= self.ratio, "p_min must be in [0, ratio]", self.p_min)
         _need(self.warmup_steps >= 0, "warmup_steps must be >= 0", self.warmup_steps)
+        _need(0 < self.warmup_forget <= 1, "warmup_forget must be in (0, 1]", self.warmup_forget)
+        _need(
+            math.isfinite(self.score_power) and self.score_power > 0,
+            "score_power must be > 0",
+            self.score_power,
+        )
+        _need(
+            self.score_baseline is None or 0 <= self.score_baseline < 1,
+            "score_baseline must be in [0, 1)",
+            self.score_baseline,
+        )
+        _need(0 <= self.temper <= 1, "temper must be in [0, 1]", self.temper)
+        _need(
+            0 <= self.infobatch_prune < 1, "infobatch_prune must be in [0, 1)", self.infobatch_prune
+        )
+        _need(
+            0 < self.infobatch_anneal <= 1,
+            "infobatch_anneal must be in (0, 1]",
+            self.infobatch_anneal,
+        )
+        _need(
+            self.embedding_source in ("encoder", "tokens"),
+            "embedding_source must be encoder or tokens",
+            self.embedding_source,
+        )
+        _need(
+            math.isfinite(self.duplicates) and self.duplicates >= 0,
+            "duplicates must be >= 0",
+            self.duplicates,
+        )
         _need(self.batch_size >= 1, "batch_size must be >= 1", self.batch_size)
         _need(self.max_seq_len >= 2, "max_seq_len must be >= 2", self.max_seq_len)
         _need(self.lr > 0 and math.isfinite(self.lr), "lr must be > 0", self.lr)
@@ -152,6 +220,11 @@ class TrainConfig:
             "sketch_backend must be grpc or inprocess",
             self.sketch_backend,
         )
+        _need(
+            self.sketch_on_unavailable in ("raise", "accept_all", "uniform"),
+            "sketch_on_unavailable must be raise, accept_all or uniform",
+            self.sketch_on_unavailable,
+        )
         if self.sketch_endpoint is not None:
             host, sep, port = self.sketch_endpoint.rpartition(":")
             _need(
@@ -168,6 +241,15 @@ class TrainConfig:
             self.num_workers,
         )
         return self
+
+    def sampling_policy(self) -> SamplingPolicy:
+        """The policy levers as the server's :class:`~nws_server.policy.SamplingPolicy`."""
+        return SamplingPolicy(
+            power=self.score_power,
+            rank=self.score_rank,
+            baseline_quantile=self.score_baseline,
+            temper=self.temper,
+        )
 
     def replace(self, **changes: Any) -> TrainConfig:
         return dataclasses.replace(self, **changes)

@@ -202,3 +202,45 @@ def train_test_split(
         raise ValueError(f"test_size gives {n_test} test rows out of {n}; need 0 < test rows < {n}")
     perm = np.random.default_rng(seed).permutation(n)
     return ds.subset(perm[n_test:]), ds.subset(perm[:n_test])
+
+
+def with_duplicates(
+    ds: TextDataset, fraction: float, seed: int = 0, zipf_exponent: float = 1.1
+) -> TextDataset:
+    """``ds`` plus ``round(fraction * len(ds))`` near-duplicate rows: a redundant stream.
+
+    Large web corpora repeat a few popular items many times and most items rarely. The extra rows
+    model that: the originals are put in a random order (the popularity ranking), and every extra
+    row copies the original of rank k with probability proportional to 1 / k ** zipf_exponent.
+    Half of the copies (chosen at random) are exact; the other half drop one random word of a text
+    of 4 or more words, so they are near-duplicates with slightly different tokens and embeddings.
+    A copy keeps its original's label (and text pair). The originals come first, then the copies;
+    the trainer shuffles every epoch. Reproducible for a seed.
+    """
+    if not (np.isfinite(fraction) and fraction >= 0):
+        raise ValueError(f"fraction must be >= 0, got {fraction}")
+    n_extra = int(round(fraction * len(ds)))
+    if n_extra == 0 or len(ds) == 0:
+        return ds
+    rng = np.random.default_rng([seed, 0xD0B1E])
+    ranking = rng.permutation(len(ds))
+    p = 1.0 / np.arange(1, len(ds) + 1) ** zipf_exponent
+    sources = ranking[rng.choice(len(ds), size=n_extra, p=p / p.sum())]
+    near = rng.random(n_extra) < 0.5
+    texts = list(ds.texts)
+    for src, drop in zip(sources, near, strict=True):
+        words = ds.texts[src].split()
+        if drop and len(words) >= 4:
+            del words[int(rng.integers(len(words)))]
+            texts.append(" ".join(words))
+        else:
+            texts.append(ds.texts[src])
+    pairs = (
+        None if ds.text_pairs is None else list(ds.text_pairs) + [ds.text_pairs[i] for i in sources]
+    )
+    return TextDataset(
+        texts=texts,
+        labels=np.concatenate([ds.labels, ds.labels[sources]]),
+        label_names=list(ds.label_names),
+        text_pairs=pairs,
+    )

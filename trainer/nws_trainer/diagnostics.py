@@ -71,6 +71,8 @@ class ChunkStats:
     """Estimates that fell back to the sketch's prior (empty buckets)."""
     warmup_candidates: int = 0
     """Candidates seen while the sketch was in its warm-up (all kept, weight 1)."""
+    fallback_candidates: int = 0
+    """Candidates selected by the client's fallback policy: the sketch server was unreachable."""
     cv_sum: float = 0.0
     """Sum over scored, non-warm-up chunks of the estimates' coefficient of variation."""
     cv_chunks: int = 0

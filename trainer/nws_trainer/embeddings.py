@@ -124,8 +124,12 @@ def cached_embeddings(
     max_length: int = 64,
     batch_size: int = 64,
     progress: bool = False,
+    pooling: str = "mean",
 ) -> tuple[np.ndarray, EmbeddingInfo]:
-    """Return mean-pooled embeddings of ``ds`` (float32 ``[n, hidden]``), cached on disk.
+    """Return pooled embeddings of ``ds`` (float32 ``[n, hidden]``), cached on disk.
+
+    ``pooling``: ``mean`` (the encoder's last hidden states) or ``token-mean`` (its input token
+    embeddings, no transformer pass); see :class:`~nws_trainer.models.Encoder`.
 
     The matrix is stored as ``<fingerprint>.npy`` with a ``<fingerprint>.json`` meta file in
     ``cache_dir`` (default: :func:`default_cache_dir`); both are written atomically.
@@ -133,7 +137,7 @@ def cached_embeddings(
     model_dir = validate_model_dir(model_dir if model_dir is not None else default_model_path())
     cache = Path(cache_dir) if cache_dir is not None else default_cache_dir()
     cache.mkdir(parents=True, exist_ok=True)
-    fp = fingerprint(ds.texts, ds.text_pairs, model_dir, max_length, Encoder.pooling)
+    fp = fingerprint(ds.texts, ds.text_pairs, model_dir, max_length, pooling)
     npy, meta = cache / f"{fp}.npy", cache / f"{fp}.json"
 
     arr = _load_cached(npy, meta, len(ds))
@@ -141,7 +145,7 @@ def cached_embeddings(
         return arr, EmbeddingInfo(fp, npy, 0.0, True, tuple(arr.shape))
 
     start = time.perf_counter()
-    encoder = Encoder(model_dir)
+    encoder = Encoder(model_dir, pooling=pooling)
     arr = encoder.encode(
         ds.texts, ds.text_pairs, batch_size=batch_size, max_length=max_length, progress=progress
     )
@@ -154,7 +158,7 @@ def cached_embeddings(
         "path": str(npy),
         "model_dir": str(model_dir),
         "max_length": max_length,
-        "pooling": Encoder.pooling,
+        "pooling": pooling,
         "dtype": str(arr.dtype),
         "created": time.time(),
     }

@@ -15,8 +15,9 @@ from typing import Any
 
 import numpy as np
 
-from nws_client import DeadlineExceeded, NWSClientError, SketchClient, Unavailable
+from nws_client import DeadlineExceeded, NWSClientError, OnUnavailable, SketchClient, Unavailable
 from nws_client import SketchConfig as WireSketchConfig
+from nws_server.policy import SamplingPolicy
 from nws_server.sketch import SketchConfig
 from nws_trainer.backends import BackendSpec, SampleResult, Scores, SketchBackend
 from nws_trainer.config import ConfigError, TrainConfig
@@ -31,9 +32,11 @@ class GrpcSpec:
     target: str
     name: str
     timeout: float = DEFAULT_TIMEOUT
+    on_unavailable: OnUnavailable = "raise"
 
     def open(self) -> SketchBackend:
-        return GrpcBackend(SketchClient(self.target, timeout=self.timeout), self.name)
+        client = SketchClient(self.target, timeout=self.timeout, on_unavailable=self.on_unavailable)
+        return GrpcBackend(client, self.name)
 
 
 class GrpcBackend:
@@ -45,10 +48,28 @@ class GrpcBackend:
         self._server = server  # an EmbeddedServer this backend stops on close
 
     def sample(
-        self, embeddings: np.ndarray, ratio: float, p_min: float, seed: int | None
+        self,
+        embeddings: np.ndarray,
+        ratio: float,
+        p_min: float,
+        seed: int | None,
+        rule: SamplingPolicy | None = None,
     ) -> SampleResult:
-        r = self.client.sample(self.name, embeddings, ratio, p_min=p_min, seed=seed)
-        return SampleResult(r.accepted, r.weights, r.estimates, r.prior_used, r.warmup)
+        rule = rule or SamplingPolicy()
+        r = self.client.sample(
+            self.name,
+            embeddings,
+            ratio,
+            p_min=p_min,
+            seed=seed,
+            power=rule.power,
+            rank=rule.rank,
+            baseline_quantile=rule.baseline_quantile,
+            temper=rule.temper,
+        )
+        return SampleResult(
+            r.accepted, r.weights, r.estimates, r.prior_used, r.warmup, fallback=r.fallback
+        )
 
     def score(self, embeddings: np.ndarray) -> Scores:
         r = self.client.score(self.name, embeddings)
@@ -71,6 +92,9 @@ class GrpcBackend:
             )
         self.client.set_center(self.name, center)
 
+    def decay(self, factor: float) -> None:
+        self.client.decay(self.name, factor)
+
     def stats(self) -> dict[str, Any]:
         s = self.client.stats(self.name)
         out: dict[str, Any] = dataclasses.asdict(s.sketches[self.name])
@@ -80,7 +104,9 @@ class GrpcBackend:
         return out
 
     def spec(self) -> BackendSpec:
-        return GrpcSpec(self.client.target, self.name, self.client.timeout)
+        return GrpcSpec(
+            self.client.target, self.name, self.client.timeout, self.client.on_unavailable
+        )
 
     def close(self) -> None:
         try:
@@ -105,7 +131,9 @@ def grpc_factory(cfg: TrainConfig) -> Any:
 
             server = EmbeddedServer(mode="process").start()
             target = server.target
-        client = SketchClient(target, timeout=DEFAULT_TIMEOUT)
+        client = SketchClient(
+            target, timeout=DEFAULT_TIMEOUT, on_unavailable=cfg.sketch_on_unavailable
+        )
         name = new_sketch_name(cfg)
         wire = WireSketchConfig(
             dim=config.dim,

@@ -123,7 +123,7 @@ class CandidateStream(IterableDataset):
         for epoch in range(self.epochs):
             batcher = make_batcher(self.batching, self.batch_size)
             for c, rows in self.chunks(epoch, worker, workers):
-                selected = self.selector(rows, chunk_seed(self.seed, epoch, c))
+                selected = self.selector(rows, chunk_seed(self.seed, epoch, c), epoch)
                 for batch in batcher.add(selected):
                     batch.epoch = epoch
                     yield collate(batch, self.tokens, self.labels)

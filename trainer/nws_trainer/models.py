@@ -96,12 +96,23 @@ def validate_model_dir(path: str | Path) -> Path:
     return path
 
 
+POOLINGS = ("mean", "token-mean")
+
+
 class Encoder:
-    """A frozen text encoder: mean-pooled last hidden states of a local Hugging Face model."""
+    """A frozen text encoder over a local Hugging Face model.
 
-    pooling = "mean"
+    ``pooling="mean"``: mean of the last hidden states over the real tokens (a full transformer
+    forward). ``pooling="token-mean"``: mean of the model's *input* token embeddings over the real
+    tokens: a table lookup, no transformer pass, so about free; it sees words, not context.
+    """
 
-    def __init__(self, model_dir: str | Path | None = None, device: str = "cpu") -> None:
+    def __init__(
+        self, model_dir: str | Path | None = None, device: str = "cpu", pooling: str = "mean"
+    ) -> None:
+        if pooling not in POOLINGS:
+            raise ValueError(f"pooling must be one of {POOLINGS}, got {pooling!r}")
+        self.pooling = pooling
         self.model_dir = validate_model_dir(
             model_dir if model_dir is not None else default_model_path()
         )
@@ -140,7 +151,10 @@ class Encoder:
                     max_length=max_length,
                     return_tensors="pt",
                 ).to(self.device)
-                hidden = self.model(**batch).last_hidden_state
+                if self.pooling == "token-mean":
+                    hidden = self.model.get_input_embeddings()(batch["input_ids"])
+                else:
+                    hidden = self.model(**batch).last_hidden_state
                 pooled = mean_pool(hidden, batch["attention_mask"])
                 out[start:stop] = pooled.float().cpu().numpy()
         return out

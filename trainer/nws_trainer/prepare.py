@@ -18,7 +18,13 @@ from typing import Any
 import numpy as np
 
 from nws_trainer.config import ConfigError, TrainConfig
-from nws_trainer.data import TextDataset, load_rotten_tomatoes, load_table, train_test_split
+from nws_trainer.data import (
+    TextDataset,
+    load_rotten_tomatoes,
+    load_table,
+    train_test_split,
+    with_duplicates,
+)
 from nws_trainer.embeddings import cached_embeddings
 from nws_trainer.loader import Tokens
 from nws_trainer.models import (
@@ -77,6 +83,8 @@ def _load_data(cfg: TrainConfig) -> tuple[TextDataset, TextDataset]:
                 f"train_size {cfg.train_size} exceeds the {len(train)} training rows available"
             )
         train = train.subset(np.arange(cfg.train_size))
+    if cfg.duplicates > 0:
+        train = with_duplicates(train, cfg.duplicates, cfg.split_seed)
     return train, test
 
 
@@ -132,11 +140,20 @@ class StaticEmbeddings:
     path: Path
 
 
+POOLING = {"encoder": "mean", "tokens": "token-mean"}
+"""--embedding-source -> the Encoder's pooling."""
+
+
 def static_embeddings(prep: Prepared) -> StaticEmbeddings:
     """Compute (or reuse from the cache) the static embeddings of the training rows."""
     cfg = prep.config
     arr, info = cached_embeddings(
-        prep.train, prep.model_dir, cfg.cache_dir, max_length=cfg.max_seq_len, progress=cfg.progress
+        prep.train,
+        prep.model_dir,
+        cfg.cache_dir,
+        max_length=cfg.max_seq_len,
+        progress=cfg.progress,
+        pooling=POOLING[cfg.embedding_source],
     )
     compute = info.seconds
     if info.cache_hit:

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any, Literal, Protocol
 
 import numpy as np
+import torch
 
 from nws_server import policy
 from nws_trainer.backends import BackendSpec, SampleResult, SketchBackend
@@ -47,6 +48,8 @@ class SelectedChunk:
     """bool [n]: the estimate is the sketch's prior."""
     warmup: bool = False
     """Everything kept with weight 1 because the sketch is warming up."""
+    fallback: bool = False
+    """The sketch server was unreachable: the client's fallback policy chose, without scores."""
     seconds: float = 0.0
     """Time the selection took."""
 
@@ -62,6 +65,8 @@ class SelectedChunk:
                 s.cv_sum, s.cv_chunks = cv, 1
         if self.warmup:
             s.warmup_candidates = n
+        if self.fallback:
+            s.fallback_candidates = n
         return s
 
 
@@ -198,14 +203,14 @@ def make_batcher(batching: Batching, batch_size: int) -> Batcher:
 class Selector(Protocol):
     """Picklable; called in whichever process iterates the candidates."""
 
-    def __call__(self, indices: np.ndarray, seed: int) -> SelectedChunk: ...
+    def __call__(self, indices: np.ndarray, seed: int, epoch: int = 0) -> SelectedChunk: ...
 
 
 @dataclass
 class KeepAll:
     """The ``full`` strategy: every candidate, weight 1."""
 
-    def __call__(self, indices: np.ndarray, seed: int) -> SelectedChunk:
+    def __call__(self, indices: np.ndarray, seed: int, epoch: int = 0) -> SelectedChunk:
         n = indices.size
         return SelectedChunk(indices, np.ones(n, dtype=bool), np.ones(n))
 
@@ -216,7 +221,7 @@ class UniformSelector:
 
     ratio: float
 
-    def __call__(self, indices: np.ndarray, seed: int) -> SelectedChunk:
+    def __call__(self, indices: np.ndarray, seed: int, epoch: int = 0) -> SelectedChunk:
         rng = np.random.default_rng(seed)
         accepted = rng.random(indices.size) < self.ratio
         weights = np.where(accepted, 1.0 / self.ratio, 0.0)
@@ -268,12 +273,18 @@ class SketchSelector:
     """
 
     def __init__(
-        self, spec: BackendSpec, embeddings: EmbeddingTable, ratio: float, p_min: float
+        self,
+        spec: BackendSpec,
+        embeddings: EmbeddingTable,
+        ratio: float,
+        p_min: float,
+        rule: policy.SamplingPolicy | None = None,
     ) -> None:
         self.spec = spec
         self.embeddings = embeddings
         self.ratio = ratio
         self.p_min = p_min
+        self.rule = rule or policy.SamplingPolicy()
         self._backend: SketchBackend | None = None
 
     def __getstate__(self) -> dict[str, Any]:
@@ -287,32 +298,40 @@ class SketchSelector:
             self._backend = self.spec.open()
         return self._backend
 
-    def __call__(self, indices: np.ndarray, seed: int) -> SelectedChunk:
+    def __call__(self, indices: np.ndarray, seed: int, epoch: int = 0) -> SelectedChunk:
         x = self.embeddings.rows(indices)
         start = time.perf_counter()
-        result = self.backend.sample(x, self.ratio, self.p_min, seed)
+        result = self.backend.sample(x, self.ratio, self.p_min, seed, self.rule)
         return from_sample(indices, result, time.perf_counter() - start)
 
 
 def from_sample(indices: np.ndarray, result: SampleResult, seconds: float) -> SelectedChunk:
-    """Wrap a backend's :class:`SampleResult` for the batchers."""
+    """Wrap a backend's :class:`SampleResult` for the batchers (a fallback has no scores)."""
     return SelectedChunk(
         indices=indices,
         accepted=result.accepted,
         weights=result.weights,
-        estimates=result.estimates,
-        prior_used=result.prior_used,
+        estimates=None if result.fallback else result.estimates,
+        prior_used=None if result.fallback else result.prior_used,
         warmup=result.warmup,
+        fallback=result.fallback,
         seconds=seconds,
     )
 
 
 def select_by_scores(
-    indices: np.ndarray, scores: np.ndarray, ratio: float, p_min: float, seed: int
+    indices: np.ndarray,
+    scores: np.ndarray,
+    ratio: float,
+    p_min: float,
+    seed: int,
+    rule: policy.SamplingPolicy | None = None,
 ) -> SelectedChunk:
     """Keep candidates by known scores (e.g. true losses) with the sketch's sampling policy."""
     start = time.perf_counter()
-    accepted, weights, _ = policy.sample(scores, ratio, p_min, np.random.default_rng(seed))
+    accepted, weights, _ = (rule or policy.SamplingPolicy()).sample(
+        scores, ratio, p_min, np.random.default_rng(seed)
+    )
     return SelectedChunk(
         indices,
         accepted,
@@ -320,3 +339,110 @@ def select_by_scores(
         estimates=np.asarray(scores, dtype=np.float64),
         seconds=time.perf_counter() - start,
     )
+
+
+# ------------------------------------------------------------------ O(N) anchors of the sketch
+
+
+class LossTable:
+    """Each training example's last observed loss: O(N) memory, the sketch's yardstick.
+
+    Backed by a torch tensor in shared memory, so spawned loader workers read the values the
+    trainer writes. Rows never trained on have no loss; :meth:`scores` gives them the mean of the
+    observed ones (the sketch's prior, for a like-for-like comparison).
+    """
+
+    def __init__(self, n: int) -> None:
+        self._values = torch.full((n,), float("nan"), dtype=torch.float64).share_memory_()
+        self._count = torch.zeros(1, dtype=torch.int64).share_memory_()
+
+    def __len__(self) -> int:
+        return int(self._values.shape[0])
+
+    @property
+    def observations(self) -> int:
+        """Losses written so far (repeats included)."""
+        return int(self._count.item())
+
+    def update(self, indices: np.ndarray, losses: np.ndarray) -> None:
+        idx = torch.from_numpy(np.asarray(indices, dtype=np.int64))
+        self._values[idx] = torch.from_numpy(np.asarray(losses, dtype=np.float64))
+        self._count += int(idx.numel())
+
+    def mean(self) -> float | None:
+        """Mean of the latest loss of every row seen so far; None before any."""
+        v = self._values.numpy()
+        seen = ~np.isnan(v)
+        return float(v[seen].mean()) if seen.any() else None
+
+    def lookup(self, indices: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(latest losses with NaN for unseen rows, unseen mask)."""
+        v = self._values.numpy()[np.asarray(indices, dtype=np.int64)]
+        return v, np.isnan(v)
+
+    def scores(self, indices: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(scores, prior used): the latest loss, or the mean of the seen rows where unseen."""
+        v, unseen = self.lookup(indices)
+        prior = self.mean()
+        return np.where(unseen, 1.0 if prior is None else prior, v), unseen
+
+
+@dataclass
+class LossTableSelector:
+    """The ``loss-table`` strategy: ``nws``'s policy, fed by a :class:`LossTable`, not a sketch.
+
+    Same warm-up (everything kept with weight 1 until ``warmup`` losses were observed), same
+    water-filled probabilities, floor and weights; isolates what the sketch's estimates add.
+    """
+
+    table: LossTable
+    ratio: float
+    p_min: float
+    warmup: int
+    rule: policy.SamplingPolicy = field(default_factory=policy.SamplingPolicy)
+
+    def __call__(self, indices: np.ndarray, seed: int, epoch: int = 0) -> SelectedChunk:
+        start = time.perf_counter()
+        scores, unseen = self.table.scores(indices)
+        n = indices.size
+        if policy.in_warmup(self.table.observations, self.warmup):
+            return SelectedChunk(
+                indices, np.ones(n, dtype=bool), np.ones(n), scores, unseen, warmup=True
+            )
+        accepted, weights, _ = self.rule.sample(
+            scores, self.ratio, self.p_min, np.random.default_rng(seed)
+        )
+        return SelectedChunk(
+            indices, accepted, weights, scores, unseen, seconds=time.perf_counter() - start
+        )
+
+
+@dataclass
+class InfoBatchSelector:
+    """The ``infobatch`` strategy (Qin et al., ICLR 2024), as an epoch-level rule.
+
+    Each example's score is its last observed loss (a :class:`LossTable`). In every epoch before
+    ``anneal * epochs``, an example whose score is below the mean score is pruned with probability
+    ``prune`` and, if kept, trained with weight 1 / (1 - prune) (unbiased); examples at or above
+    the mean, and examples never trained on, are always kept. The last epochs train on everything.
+    The mean is taken over the table when a chunk is drawn (the paper takes it at the epoch's
+    start: the same up to the losses written during the epoch).
+    """
+
+    table: LossTable
+    prune: float
+    anneal: float
+    epochs: int
+
+    def __call__(self, indices: np.ndarray, seed: int, epoch: int = 0) -> SelectedChunk:
+        start = time.perf_counter()
+        n = indices.size
+        values, unseen = self.table.lookup(indices)
+        mean = self.table.mean()
+        if epoch >= self.anneal * self.epochs or mean is None or self.prune == 0:
+            return SelectedChunk(indices, np.ones(n, dtype=bool), np.ones(n))
+        well_learned = ~unseen & (np.nan_to_num(values, nan=np.inf) < mean)
+        dropped = well_learned & (np.random.default_rng(seed).random(n) < self.prune)
+        accepted = ~dropped
+        weights = np.where(accepted, np.where(well_learned, 1.0 / (1.0 - self.prune), 1.0), 0.0)
+        return SelectedChunk(indices, accepted, weights, seconds=time.perf_counter() - start)

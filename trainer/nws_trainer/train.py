@@ -31,9 +31,10 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from nws_client import DeadlineExceeded, Unavailable
 from nws_server.sketch import SketchConfig
 from nws_trainer.backends import InProcessBackend, SketchBackend
-from nws_trainer.config import SKETCHED, TRAINER_SIDE, ConfigError, TrainConfig
+from nws_trainer.config import SKETCHED, TABLED, TRAINER_SIDE, ConfigError, TrainConfig
 from nws_trainer.diagnostics import Window, coefficient_of_variation, spearman
 from nws_trainer.evaluate import evaluate, forward_no_grad, forward_rows
 from nws_trainer.loader import CandidateStream, collate, make_loader
@@ -42,7 +43,10 @@ from nws_trainer.models import load_classifier
 from nws_trainer.plots import plot_curves
 from nws_trainer.prepare import Prepared, StaticEmbeddings, environment, prepare, static_embeddings
 from nws_trainer.selection import (
+    InfoBatchSelector,
     KeepAll,
+    LossTable,
+    LossTableSelector,
     Selector,
     SketchSelector,
     TrainBatch,
@@ -173,12 +177,19 @@ class Trainer:
         self.backpropagated = 0
         self.candidates = 0
         self.accepted = 0
+        self.fallback_candidates = 0  # selected while the sketch server was unreachable
         self.totals = {"step": 0.0, "loader": 0.0, "select": 0.0, "update": 0.0, "eval": 0.0}
         self.rows: list[dict[str, Any]] = []
         self.trained_rows: dict[int, list[int]] = {}
         self.backend: SketchBackend | None = None
         self.endpoint: str | None = None
         self.embeddings: StaticEmbeddings | None = None
+        self.table: LossTable | None = (
+            LossTable(len(prep.train)) if cfg.strategy in TABLED else None
+        )
+        self.rule = cfg.sampling_policy()
+        self._observed = 0
+        self._forgot = cfg.warmup_forget >= 1.0
         self._live: dict[int, np.ndarray] = {}
         self._centered = False
         self._bar: Any = None
@@ -215,7 +226,18 @@ class Trainer:
             return UniformSelector(cfg.ratio)
         if cfg.strategy == "nws":
             assert self.backend is not None and self.embeddings is not None
-            return SketchSelector(self.backend.spec(), self.embeddings.table, cfg.ratio, cfg.p_min)
+            return SketchSelector(
+                self.backend.spec(), self.embeddings.table, cfg.ratio, cfg.p_min, self.rule
+            )
+        if cfg.strategy == "loss-table":
+            assert self.table is not None
+            warmup = cfg.warmup_steps * cfg.batch_size
+            return LossTableSelector(self.table, cfg.ratio, cfg.p_min, warmup, self.rule)
+        if cfg.strategy == "infobatch":
+            assert self.table is not None
+            return InfoBatchSelector(
+                self.table, cfg.infobatch_prune, cfg.infobatch_anneal, cfg.epochs
+            )
         return KeepAll()  # full, and the candidate chunks of the trainer-side strategies
 
     def _setup_sketch(self) -> None:
@@ -374,6 +396,7 @@ class Trainer:
         self.backpropagated += len(batch)
         self.candidates += batch.stats.candidates
         self.accepted += batch.stats.accepted
+        self.fallback_candidates += batch.stats.fallback_candidates
         self.totals["select"] += batch.stats.select_seconds
         self._update_sketch(batch, observed)
         self.window.record_batch(
@@ -385,6 +408,9 @@ class Trainer:
         return float(loss.item())
 
     def _update_sketch(self, batch: TrainBatch, losses: np.ndarray) -> None:
+        if self.table is not None:
+            self.table.update(batch.indices, losses)
+            return
         if self.backend is None:
             return
         if self.cfg.strategy == "nws":
@@ -394,6 +420,13 @@ class Trainer:
             x = np.stack([self._live.pop(int(i)) for i in batch.indices])
         start = time.perf_counter()
         self.backend.update(x, losses)
+        self._observed += len(losses)
+        if not self._forgot and self._observed >= self.cfg.warmup_steps * self.cfg.batch_size:
+            # Warm-up is over: shrink what the warm-up losses (of a model that has since
+            # changed) weigh against the losses to come.
+            self.backend.flush()
+            self.backend.decay(self.cfg.warmup_forget)
+            self._forgot = True
         elapsed = time.perf_counter() - start
         self.window.update_seconds += elapsed
         self.totals["update"] += elapsed
@@ -421,12 +454,14 @@ class Trainer:
                 if not self._centered:
                     self.backend.set_center(x.mean(axis=0))
                     self._centered = True
-                result = self.backend.sample(x, cfg.ratio, cfg.p_min, seed)
+                result = self.backend.sample(x, cfg.ratio, cfg.p_min, seed, self.rule)
                 for i, row in zip(cand.indices[result.accepted], x[result.accepted], strict=True):
                     self._live[int(i)] = row
                 chunk = from_sample(cand.indices, result, time.perf_counter() - start)
             else:
-                chunk = select_by_scores(cand.indices, f.losses, cfg.ratio, cfg.p_min, seed)
+                chunk = select_by_scores(
+                    cand.indices, f.losses, cfg.ratio, cfg.p_min, seed, self.rule
+                )
                 chunk.seconds = time.perf_counter() - start
             for batch in batcher.add(chunk):
                 yield self._collate(batch, epoch)
@@ -494,6 +529,8 @@ class Trainer:
             "probe_prior_hit_rate": None,
             "sketch_observations": None,
         }
+        if self.table is not None and self.prep.probe.size:
+            return self._probe_table()
         if self.backend is None or self.prep.probe.size == 0:
             return empty
         live = self.cfg.strategy == "nws-live"
@@ -515,16 +552,30 @@ class Trainer:
         else:
             assert self.embeddings is not None
             x = self.embeddings.table.rows(self.prep.probe)
-        self.backend.flush()
-        scores = self.backend.score(x)
-        stats = self.backend.stats()
-        return {
-            "probe_spearman": spearman(scores.estimates, f.losses),
-            "probe_estimate_cv": coefficient_of_variation(scores.estimates),
-            "probe_loss_cv": coefficient_of_variation(f.losses),
-            "probe_prior_hit_rate": float(scores.prior_used.mean()),
-            "sketch_observations": stats.get("observations"),
-        }
+        try:
+            self.backend.flush()
+            scores = self.backend.score(x)
+            stats = self.backend.stats()
+        except (Unavailable, DeadlineExceeded) as exc:
+            if self.cfg.sketch_on_unavailable == "raise":
+                raise
+            self.log(f"nws-train: probe skipped, the sketch server is unreachable: {exc}")
+            return empty
+        return _probe_row(scores.estimates, f.losses, scores.prior_used, stats.get("observations"))
+
+    def _probe_table(self) -> dict[str, Any]:
+        """The O(N) table's version of :meth:`_probe`: its latest losses against true ones."""
+        assert self.table is not None
+        f = forward_rows(
+            self.model,
+            self.prep.train_tokens,
+            self.train_labels,
+            self.prep.probe,
+            self.cfg.eval_batch_size,
+            self.device,
+        )
+        scores, unseen = self.table.scores(self.prep.probe)
+        return _probe_row(scores, f.losses, unseen, self.table.observations)
 
     # ------------------------------------------------------------------------------ summary
     def _summary(self, stopped_by: str, sketch_stats: dict[str, Any] | None) -> dict[str, Any]:
@@ -558,6 +609,7 @@ class Trainer:
             "examples_backpropagated": self.backpropagated,
             "candidates_seen": self.candidates,
             "acceptance_rate": self.accepted / self.candidates if self.candidates else None,
+            "fallback_candidates": self.fallback_candidates,
             "timing": {
                 "step_seconds": t["step"],
                 "loader_wait_seconds": t["loader"],
@@ -578,6 +630,19 @@ class Trainer:
             "config": cfg.to_dict(),
             "environment": environment(),
         }
+
+
+def _probe_row(
+    estimates: np.ndarray, losses: np.ndarray, prior_used: np.ndarray, observations: Any
+) -> dict[str, Any]:
+    """The probe columns of a metrics row: estimates (or table scores) against true losses."""
+    return {
+        "probe_spearman": spearman(estimates, losses),
+        "probe_estimate_cv": coefficient_of_variation(estimates),
+        "probe_loss_cv": coefficient_of_variation(losses),
+        "probe_prior_hit_rate": float(np.mean(prior_used)),
+        "sketch_observations": observations,
+    }
 
 
 def default_backend_factory(cfg: TrainConfig) -> BackendFactory:

@@ -194,18 +194,26 @@ class ScoreResponse(_message.Message):
     def __init__(self, estimates: _Optional[_Iterable[float]] = ..., prior_used: _Optional[_Iterable[bool]] = ..., support: _Optional[_Iterable[float]] = ...) -> None: ...
 
 class SampleRequest(_message.Message):
-    __slots__ = ("name", "embeddings", "ratio", "p_min", "seed")
+    __slots__ = ("name", "embeddings", "ratio", "p_min", "seed", "power", "rank", "baseline_quantile", "temper")
     NAME_FIELD_NUMBER: _ClassVar[int]
     EMBEDDINGS_FIELD_NUMBER: _ClassVar[int]
     RATIO_FIELD_NUMBER: _ClassVar[int]
     P_MIN_FIELD_NUMBER: _ClassVar[int]
     SEED_FIELD_NUMBER: _ClassVar[int]
+    POWER_FIELD_NUMBER: _ClassVar[int]
+    RANK_FIELD_NUMBER: _ClassVar[int]
+    BASELINE_QUANTILE_FIELD_NUMBER: _ClassVar[int]
+    TEMPER_FIELD_NUMBER: _ClassVar[int]
     name: str
     embeddings: Tensor
     ratio: float
     p_min: float
     seed: int
-    def __init__(self, name: _Optional[str] = ..., embeddings: _Optional[_Union[Tensor, _Mapping]] = ..., ratio: _Optional[float] = ..., p_min: _Optional[float] = ..., seed: _Optional[int] = ...) -> None: ...
+    power: float
+    rank: bool
+    baseline_quantile: float
+    temper: float
+    def __init__(self, name: _Optional[str] = ..., embeddings: _Optional[_Union[Tensor, _Mapping]] = ..., ratio: _Optional[float] = ..., p_min: _Optional[float] = ..., seed: _Optional[int] = ..., power: _Optional[float] = ..., rank: _Optional[bool] = ..., baseline_quantile: _Optional[float] = ..., temper: _Optional[float] = ...) -> None: ...
 
 class SampleResponse(_message.Message):
     __slots__ = ("accepted", "weights", "probabilities", "estimates", "prior_used", "warmup")
@@ -339,3 +347,37 @@ class SnapshotResponse(_message.Message):
     SKETCHES_FIELD_NUMBER: _ClassVar[int]
     sketches: _containers.RepeatedCompositeFieldContainer[SnapshotResult]
     def __init__(self, sketches: _Optional[_Iterable[_Union[SnapshotResult, _Mapping]]] = ...) -> None: ...
+
+class ExportSketchRequest(_message.Message):
+    __slots__ = ("name", "chunk_bytes")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    CHUNK_BYTES_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    chunk_bytes: int
+    def __init__(self, name: _Optional[str] = ..., chunk_bytes: _Optional[int] = ...) -> None: ...
+
+class SketchChunk(_message.Message):
+    __slots__ = ("data", "total_bytes")
+    DATA_FIELD_NUMBER: _ClassVar[int]
+    TOTAL_BYTES_FIELD_NUMBER: _ClassVar[int]
+    data: bytes
+    total_bytes: int
+    def __init__(self, data: _Optional[bytes] = ..., total_bytes: _Optional[int] = ...) -> None: ...
+
+class ImportSketchRequest(_message.Message):
+    __slots__ = ("name", "replace", "data")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    REPLACE_FIELD_NUMBER: _ClassVar[int]
+    DATA_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    replace: bool
+    data: bytes
+    def __init__(self, name: _Optional[str] = ..., replace: _Optional[bool] = ..., data: _Optional[bytes] = ...) -> None: ...
+
+class ImportSketchResponse(_message.Message):
+    __slots__ = ("sketch", "replaced")
+    SKETCH_FIELD_NUMBER: _ClassVar[int]
+    REPLACED_FIELD_NUMBER: _ClassVar[int]
+    sketch: Sketch
+    replaced: bool
+    def __init__(self, sketch: _Optional[_Union[Sketch, _Mapping]] = ..., replaced: _Optional[bool] = ...) -> None: ...

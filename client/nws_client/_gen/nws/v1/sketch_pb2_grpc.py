@@ -95,6 +95,16 @@ class SketchServiceStub:
                 request_serializer=nws_dot_v1_dot_sketch__pb2.SnapshotRequest.SerializeToString,
                 response_deserializer=nws_dot_v1_dot_sketch__pb2.SnapshotResponse.FromString,
                 _registered_method=True)
+        self.ExportSketch = channel.unary_stream(
+                '/nws.v1.SketchService/ExportSketch',
+                request_serializer=nws_dot_v1_dot_sketch__pb2.ExportSketchRequest.SerializeToString,
+                response_deserializer=nws_dot_v1_dot_sketch__pb2.SketchChunk.FromString,
+                _registered_method=True)
+        self.ImportSketch = channel.stream_unary(
+                '/nws.v1.SketchService/ImportSketch',
+                request_serializer=nws_dot_v1_dot_sketch__pb2.ImportSketchRequest.SerializeToString,
+                response_deserializer=nws_dot_v1_dot_sketch__pb2.ImportSketchResponse.FromString,
+                _registered_method=True)
 
 
 class SketchServiceServicer:
@@ -193,6 +203,26 @@ class SketchServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ExportSketch(self, request, context):
+        """A sketch's complete state, for a training checkpoint: config, warm-up, usage counters and
+        the engine's versioned, checksummed serialization, streamed in chunks (so a sketch of any
+        size fits the message limit). Concatenate every chunk's data to get the state's bytes.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ImportSketch(self, request_iterator, context):
+        """Restore a state ExportSketch produced, under the name of the first message (the other
+        messages carry only data). A new name creates the sketch; an existing one needs replace =
+        true (ALREADY_EXISTS otherwise) and then has its state overwritten. Journaled like every
+        write: acknowledged means durable. INVALID_ARGUMENT for bytes that are not such a state,
+        RESOURCE_EXHAUSTED over the sketch-size or sketch-count limit.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_SketchServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -255,6 +285,16 @@ def add_SketchServiceServicer_to_server(servicer, server):
                     servicer.Snapshot,
                     request_deserializer=nws_dot_v1_dot_sketch__pb2.SnapshotRequest.FromString,
                     response_serializer=nws_dot_v1_dot_sketch__pb2.SnapshotResponse.SerializeToString,
+            ),
+            'ExportSketch': grpc.unary_stream_rpc_method_handler(
+                    servicer.ExportSketch,
+                    request_deserializer=nws_dot_v1_dot_sketch__pb2.ExportSketchRequest.FromString,
+                    response_serializer=nws_dot_v1_dot_sketch__pb2.SketchChunk.SerializeToString,
+            ),
+            'ImportSketch': grpc.stream_unary_rpc_method_handler(
+                    servicer.ImportSketch,
+                    request_deserializer=nws_dot_v1_dot_sketch__pb2.ImportSketchRequest.FromString,
+                    response_serializer=nws_dot_v1_dot_sketch__pb2.ImportSketchResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -582,6 +622,60 @@ class SketchService:
             '/nws.v1.SketchService/Snapshot',
             nws_dot_v1_dot_sketch__pb2.SnapshotRequest.SerializeToString,
             nws_dot_v1_dot_sketch__pb2.SnapshotResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ExportSketch(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/nws.v1.SketchService/ExportSketch',
+            nws_dot_v1_dot_sketch__pb2.ExportSketchRequest.SerializeToString,
+            nws_dot_v1_dot_sketch__pb2.SketchChunk.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ImportSketch(request_iterator,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.stream_unary(
+            request_iterator,
+            target,
+            '/nws.v1.SketchService/ImportSketch',
+            nws_dot_v1_dot_sketch__pb2.ImportSketchRequest.SerializeToString,
+            nws_dot_v1_dot_sketch__pb2.ImportSketchResponse.FromString,
             options,
             channel_credentials,
             insecure,
