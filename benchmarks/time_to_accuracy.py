@@ -231,14 +231,17 @@ def aggregate(
 
 
 def speedup(facts: dict[str, dict[str, list[Any]]], key: str) -> dict[str, float | None]:
-    """full's mean time to the target / a strategy's mean time to it (None if never reached by
-    every seed)."""
-    full = [v for v in facts["full"][key] if v is not None]
+    """full's mean time to the target / a strategy's mean time to it (None unless every seed of
+    both reached it)."""
+
+    def mean_if_all(values: list[Any]) -> float | None:
+        return None if None in values else float(np.mean(values))
+
+    full = mean_if_all(facts["full"][key])
     out: dict[str, float | None] = {}
     for name, f in facts.items():
-        mine = f[key]
-        ok = full and all(v is not None for v in mine) and len(full) == len(facts["full"][key])
-        out[name] = float(np.mean(full)) / float(np.mean(mine)) if ok and np.mean(mine) else None
+        mine = mean_if_all(f[key])
+        out[name] = full / mine if full is not None and mine else None
     return out
 
 

@@ -204,10 +204,6 @@ class SamplingPolicy:
         if not (isinstance(t, (int, float)) and math.isfinite(t) and 0.0 <= t <= 1.0):
             raise InvalidArgument(f"temper must be in [0, 1], got {t!r}")
 
-    @property
-    def is_default(self) -> bool:
-        return self == SamplingPolicy()
-
     def sample(
         self,
         scores: np.ndarray,
@@ -216,12 +212,20 @@ class SamplingPolicy:
         generator: np.random.Generator | None = None,
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """:func:`transform_scores` then :func:`sample`: (accepted, weights, p)."""
-        s = scores
-        if not (self.power == 1.0 and not self.rank and self.baseline_quantile is None):
-            s = transform_scores(
-                scores, power=self.power, baseline_quantile=self.baseline_quantile, rank=self.rank
-            )
+        s = transform_scores(
+            scores, power=self.power, baseline_quantile=self.baseline_quantile, rank=self.rank
+        )
         return sample(s, ratio, p_min, generator, temper=self.temper)
+
+    def draw(
+        self, scores: np.ndarray, ratio: float, p_min: float, seed: int | None, *, warm: bool
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """What every sampling source does: during warm-up (``warm``) keep every row with weight
+        and probability 1, else :meth:`sample` with a generator seeded by ``seed``."""
+        if warm:
+            n = np.shape(scores)[0]
+            return np.ones(n, dtype=bool), np.ones(n), np.ones(n)
+        return self.sample(scores, ratio, p_min, np.random.default_rng(seed))
 
 
 def in_warmup(observations: int, warmup: int) -> bool:

@@ -440,13 +440,9 @@ class SketchRegistry:
             self._on_values(name, "estimated", scores)
         n = scores.shape[0]
         warm = policy.in_warmup(observations, entry.warmup)
-        if warm:
-            accepted, weights, probs = np.ones(n, bool), np.ones(n), np.ones(n)
-        else:
-            rng = np.random.default_rng(seed)
-            accepted, weights, probs = (rule or policy.SamplingPolicy()).sample(
-                scores, ratio, p_min, rng
-            )
+        accepted, weights, probs = (rule or policy.SamplingPolicy()).draw(
+            scores, ratio, p_min, seed, warm=warm
+        )
         entry.count_sample(n, int(accepted.sum()))
         return SampleResult(
             accepted=accepted,

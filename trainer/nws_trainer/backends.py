@@ -157,13 +157,9 @@ class InProcessBackend:
             warm = policy.in_warmup(self._sketch.observations, self._warmup)
         values = est.values.numpy()
         n = values.shape[0]
-        if warm:
-            accepted, weights = np.ones(n, dtype=bool), np.ones(n)
-        else:
-            rng = np.random.default_rng(seed)
-            accepted, weights, _ = (rule or policy.SamplingPolicy()).sample(
-                values, ratio, p_min, rng
-            )
+        accepted, weights, _ = (rule or policy.SamplingPolicy()).draw(
+            values, ratio, p_min, seed, warm=warm
+        )
         self._sampled += n
         self._accepted += int(accepted.sum())
         return SampleResult(accepted, weights, values, est.prior_used.numpy(), warm)

@@ -404,16 +404,16 @@ class LossTableSelector:
     def __call__(self, indices: np.ndarray, seed: int, epoch: int = 0) -> SelectedChunk:
         start = time.perf_counter()
         scores, unseen = self.table.scores(indices)
-        n = indices.size
-        if policy.in_warmup(self.table.observations, self.warmup):
-            return SelectedChunk(
-                indices, np.ones(n, dtype=bool), np.ones(n), scores, unseen, warmup=True
-            )
-        accepted, weights, _ = self.rule.sample(
-            scores, self.ratio, self.p_min, np.random.default_rng(seed)
-        )
+        warm = policy.in_warmup(self.table.observations, self.warmup)
+        accepted, weights, _ = self.rule.draw(scores, self.ratio, self.p_min, seed, warm=warm)
         return SelectedChunk(
-            indices, accepted, weights, scores, unseen, seconds=time.perf_counter() - start
+            indices,
+            accepted,
+            weights,
+            scores,
+            unseen,
+            warmup=warm,
+            seconds=time.perf_counter() - start,
         )
 
 
