@@ -65,6 +65,13 @@ class Tokens:
     def __len__(self) -> int:
         return int(self.arrays["input_ids"].shape[0])
 
+    def lengths(self) -> np.ndarray:
+        """Tokens per example (the full width where there is no attention mask)."""
+        mask = self.arrays.get("attention_mask")
+        if mask is None:
+            return np.full(len(self), self.arrays["input_ids"].shape[1], dtype=np.int64)
+        return mask.sum(axis=1).astype(np.int64)
+
     def batch(self, indices: np.ndarray) -> dict[str, torch.Tensor]:
         """Model inputs for ``indices``, trimmed to the longest example among them."""
         rows = {name: a[indices] for name, a in self.arrays.items()}

@@ -122,8 +122,8 @@ def planned_steps(cfg: TrainConfig, n_train: int) -> int:
     """Expected optimizer steps (for progress bars and the linear learning-rate schedule)."""
     b = cfg.batch_size
     chunks = math.ceil(n_train / b)
-    if cfg.strategy == "full" or cfg.batching == "shrink":
-        total = chunks * cfg.epochs
+    if cfg.strategy in ("full", "infobatch") or cfg.batching == "shrink":
+        total = chunks * cfg.epochs  # infobatch: an upper bound (its pruning is data-dependent)
     else:
         warm = min(cfg.warmup_steps * b, n_train) if cfg.strategy in SKETCHED else 0
         kept = warm + (n_train * cfg.epochs - warm) * cfg.ratio
@@ -162,11 +162,6 @@ class Trainer:
             self.model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay
         )
         self.total_steps = planned_steps(cfg, len(prep.train))
-        total = self.total_steps
-        schedule = (lambda s: max(0.0, 1.0 - s / total)) if cfg.lr_schedule == "linear" else None
-        self.scheduler = torch.optim.lr_scheduler.LambdaLR(
-            self.optimizer, schedule or (lambda s: 1.0)
-        )
         self.train_labels = prep.train.labels
         self.test_labels = prep.test.labels
         self.clock = Clock()
@@ -176,6 +171,9 @@ class Trainer:
         self.forwarded = 0
         self.backpropagated = 0
         self.candidates = 0
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(
+            self.optimizer, self._lr_factor if cfg.lr_schedule == "linear" else (lambda s: 1.0)
+        )
         self.accepted = 0
         self.fallback_candidates = 0  # selected while the sketch server was unreachable
         self.totals = {"step": 0.0, "loader": 0.0, "select": 0.0, "update": 0.0, "eval": 0.0}
@@ -247,7 +245,10 @@ class Trainer:
         self.log(f"nws-train: sketch on {self.endpoint or 'this process'}")
         if cfg.strategy != "nws":
             return
-        self.log("nws-train: static embeddings of the training set (frozen encoder) ...")
+        source = {"encoder": "frozen encoder", "tokens": "mean input token embedding"}
+        self.log(
+            f"nws-train: static embeddings of the training set ({source[cfg.embedding_source]}) ..."
+        )
         self.embeddings = emb = static_embeddings(self.prep)
         how = (
             f"cache hit ({emb.compute_seconds:.1f} s when computed)"
@@ -370,6 +371,21 @@ class Trainer:
             if cfg.time_budget is not None and self.clock.seconds >= cfg.time_budget:
                 return "time_budget"
 
+    def _lr_factor(self, steps_done: int) -> float:
+        """Linear schedule: 1 - progress, where progress is the share of the planned steps done
+        (``full`` and ``shrink``: one step per candidate chunk, known in advance) or, in ``fill``
+        mode, the share of the candidate stream consumed (the number of steps depends on how
+        many candidates are kept: warm-up, the acceptance rate, infobatch's pruning), capped by
+        ``max_steps``. Either way the rate reaches 0 exactly when the run's data ends."""
+        cfg = self.cfg
+        if cfg.strategy == "full" or cfg.batching == "shrink":
+            progress = steps_done / self.total_steps
+        else:
+            progress = self.candidates / max(len(self.prep.train) * cfg.epochs, 1)
+            if cfg.max_steps is not None:
+                progress = max(progress, steps_done / cfg.max_steps)
+        return max(0.0, 1.0 - progress)
+
     # ------------------------------------------------------------------------------ steps
     def train_step(self, batch: TrainBatch) -> float:
         """One optimizer step on a collated batch with its importance weights; the loss."""
@@ -386,7 +402,6 @@ class Trainer:
         if self.cfg.max_grad_norm > 0:
             torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.max_grad_norm)
         self.optimizer.step()
-        self.scheduler.step()
         observed = losses.detach().double().cpu().numpy()
         elapsed = time.perf_counter() - start
         self.window.step_seconds += elapsed
@@ -397,6 +412,7 @@ class Trainer:
         self.candidates += batch.stats.candidates
         self.accepted += batch.stats.accepted
         self.fallback_candidates += batch.stats.fallback_candidates
+        self.scheduler.step()  # after the counters: the linear schedule reads them
         self.totals["select"] += batch.stats.select_seconds
         self._update_sketch(batch, observed)
         self.window.record_batch(
