@@ -411,10 +411,20 @@ class NWSketch:
             arrays["pool_index"] = self._hasher.pool_index
         if self._hasher.bucket_ab is not None:
             arrays["bucket_ab"] = self._hasher.bucket_ab
-        arrays["top"] = self._top
-        arrays["bottom"] = self._bottom
+        # Wide sketches are mostly empty (K = 16: 65,536 cells a row for a few thousand points),
+        # so the occupied cells go as (index, top, bottom) when that is smaller than both arrays.
+        cells = torch.nonzero((self._bottom != 0) | (self._top != 0)).flatten()
+        layout = "sparse" if 3 * cells.numel() < 2 * self._top.numel() else "dense"
+        if layout == "sparse":
+            arrays["cells"] = cells.to(torch.int64)
+            arrays["top"] = self._top[cells]
+            arrays["bottom"] = self._bottom[cells]
+        else:
+            arrays["top"] = self._top
+            arrays["bottom"] = self._bottom
         return _pack(
             {
+                "layout": layout,
                 "config": self._config.to_dict(),
                 "counters": {
                     "observations": self._observations,
@@ -443,12 +453,36 @@ class NWSketch:
                 sketch.device,
             )
             sketch._set_center_tensor(config.center)
+            cells = None
+            if header.get("layout", "dense") == "sparse":
+                cells = arrays["cells"]
+                size = sketch._top.numel()
+                if (
+                    cells.dtype != torch.int64
+                    or cells.ndim != 1
+                    or (
+                        cells.numel()
+                        and (
+                            int(cells[0]) < 0
+                            or int(cells[-1]) >= size
+                            or not bool((cells[1:] > cells[:-1]).all())
+                        )
+                    )
+                ):
+                    raise DataCorruption("snapshot cell indices are out of range or unsorted")
+            elif header.get("layout", "dense") != "dense":
+                raise DataCorruption(f"unknown snapshot layout {header.get('layout')!r}")
             for name in ("top", "bottom"):
                 src = arrays[name]
                 dst = getattr(sketch, f"_{name}")
-                if src.shape != dst.shape or src.dtype != dst.dtype:
+                want = dst.shape if cells is None else cells.shape
+                if src.shape != want or src.dtype != dst.dtype:
                     raise DataCorruption(f"snapshot array {name} has the wrong shape or dtype")
-                dst.copy_(src)
+                if cells is None:
+                    dst.copy_(src)
+                else:
+                    dst.zero_()
+                    dst[cells.to(dst.device)] = src.to(dst.device)
             sketch._observations = int(counters["observations"])
             sketch._weight = float(counters["weight"])
             sketch._value_sum = float(counters["value_sum"])
@@ -503,7 +537,9 @@ def _as_row(v: Any) -> Any:
 
 
 _MAGIC = b"NWSK"
-_FORMAT_VERSION = 1
+_FORMAT_VERSION = 2
+"""2 adds the sparse layout of the count arrays; version 1 snapshots (dense) still load."""
+_READABLE_VERSIONS = (1, 2)
 _DIGEST_SIZE = 32
 _TORCH_TO_NP = {
     torch.float32: "<f4",
@@ -539,7 +575,7 @@ def _unpack(data: bytes) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
     if hashlib.blake2b(body, digest_size=_DIGEST_SIZE).digest() != digest:
         raise DataCorruption("sketch snapshot checksum mismatch: the data is corrupt or truncated")
     version, head_len = struct.unpack_from("<II", body, 4)
-    if version != _FORMAT_VERSION:
+    if version not in _READABLE_VERSIONS:
         raise DataCorruption(f"unsupported snapshot format version {version}")
     start = 12 + head_len
     try:

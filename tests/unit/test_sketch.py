@@ -288,6 +288,63 @@ def test_corrupt_snapshots_are_detected(damage):
         NWSketch.deserialize(bytes(data))
 
 
+def test_wide_sketches_serialize_their_occupied_cells_only():
+    """K = 16 gives 65,536 cells a row; a few hundred points fill a sliver of them, so the
+    snapshot holds (index, top, bottom) of the occupied cells: exact, and far smaller."""
+    cfg = SketchConfig(dim=DIM, rows=20, bits=16, seed=4)
+    sketch = NWSketch(cfg)
+    rng = np.random.default_rng(0)
+    sketch.update(rng.normal(size=(300, DIM)).astype(np.float32), rng.random(300))
+    sketch.decay(0.5)
+    data = sketch.serialize()
+    dense_bytes = 2 * cfg.rows * cfg.width * 8
+    occupied = int(torch.count_nonzero(sketch.bottom))
+    assert occupied <= cfg.rows * 300
+    assert len(data) < 3 * occupied * 8 + 100_000 < dense_bytes // 50
+    restored = NWSketch.deserialize(data)
+    assert _arrays_equal(restored, sketch) and restored.serialize() == data
+    q = rng.normal(size=(50, DIM)).astype(np.float32)
+    assert torch.equal(restored.estimate(q).values, sketch.estimate(q).values)
+
+
+def test_full_sketches_stay_dense_and_version_1_snapshots_still_load(monkeypatch):
+    from nws_server import sketch as sketch_module
+
+    small = NWSketch(SketchConfig(dim=DIM, rows=4, bits=2, seed=1))
+    small.update(np.random.default_rng(1).normal(size=(200, DIM)).astype(np.float32), [1.0] * 200)
+    assert int(torch.count_nonzero(small.bottom)) == 16  # every cell occupied: dense is smaller
+    dense = small.serialize()
+    assert _arrays_equal(NWSketch.deserialize(dense), small)
+    # A snapshot written before the sparse layout existed (format 1: no layout, dense arrays).
+    monkeypatch.setattr(sketch_module, "_FORMAT_VERSION", 1)
+    header, arrays_ = sketch_module._unpack(dense)
+    header.pop("layout")
+    header.pop("arrays")
+    old = sketch_module._pack(header, arrays_)
+    monkeypatch.undo()
+    assert _arrays_equal(NWSketch.deserialize(old), small)
+
+
+@pytest.mark.parametrize("damage", ["out_of_range", "unsorted", "short_values"])
+def test_sparse_snapshots_with_bad_cells_are_refused(damage):
+    from nws_server import sketch as sketch_module
+
+    sketch = NWSketch(SketchConfig(dim=DIM, rows=8, bits=12, seed=2))
+    sketch.update(np.random.default_rng(2).normal(size=(20, DIM)).astype(np.float32), [2.0] * 20)
+    header, arrays_ = sketch_module._unpack(sketch.serialize())
+    assert header["layout"] == "sparse"
+    header.pop("arrays")
+    cells = arrays_["cells"]
+    if damage == "out_of_range":
+        cells[-1] = 8 * 4096
+    elif damage == "unsorted":
+        cells[0], cells[1] = cells[1].clone(), cells[0].clone()
+    else:
+        arrays_["top"] = arrays_["top"][:-1]
+    with pytest.raises(DataCorruption):
+        NWSketch.deserialize(sketch_module._pack(header, arrays_))
+
+
 # ----------------------------------------------------------------- determinism
 
 _CHILD = """
