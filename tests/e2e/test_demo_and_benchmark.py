@@ -80,3 +80,25 @@ def test_time_to_accuracy_variants_and_scenario_settings(
         bench.build_parser().parse_args(["--variant", "x=nws no_such_field=1"])
     with pytest.raises(SystemExit, match="full"):
         bench.main(["--variant", "a=nws", "--quick", "--model", str(tiny_bert_dir)])
+
+
+def test_speedup_is_full_total_time_over_time_to_target() -> None:
+    """Speed-up divides full's whole run (it reaches its own final accuracy at its end) by a
+    strategy's mean time to that accuracy; a strategy with a seed that never got there has none."""
+    bench = _benchmark()
+
+    def rows(accs: list[float], dt: float) -> list[dict[str, float]]:
+        return [{"test_accuracy": a, "wall_seconds": i * dt} for i, a in enumerate(accs)]
+
+    full = [rows([0.5, 0.7, 0.8, 0.8], 10.0), rows([0.5, 0.6, 0.7, 0.9], 10.0)]
+    raw, smoothed = bench.targets(
+        {"full": [({"final": {"test_accuracy": r[-1]["test_accuracy"]}}, r) for r in full]},
+        smooth=2,
+    )
+    assert raw == pytest.approx(0.85) and smoothed == pytest.approx((0.8 + 0.8) / 2)
+    facts = {
+        "full": {"wall_seconds": [30.0, 30.0], "t": [30.0, None]},
+        "fast": {"wall_seconds": [20.0, 20.0], "t": [10.0, 20.0]},
+        "partial": {"wall_seconds": [20.0, 20.0], "t": [10.0, None]},
+    }
+    assert bench.speedup(facts, "t") == {"full": 1.0, "fast": 2.0, "partial": None}

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import ast
+import dataclasses
 import inspect
 import sys
 from collections.abc import Sequence
@@ -74,79 +75,76 @@ def build_parser() -> argparse.ArgumentParser:
         "curves.png. See docs/trainer.md.",
     )
     g = p.add_argument_group("strategy")
-    g.add_argument("--strategy", choices=STRATEGIES, default="nws", help=_h("strategy"))
-    g.add_argument("--batching", choices=("fill", "shrink"), default="fill", help=_h("batching"))
-    g.add_argument("--ratio", type=float, default=0.4, help=_h("ratio"))
-    g.add_argument("--p-min", type=float, default=0.05, help=_h("p_min"))
-    g.add_argument("--warmup-steps", type=int, default=50, help=_h("warmup_steps"))
-    g.add_argument("--warmup-forget", type=float, default=1.0, help=_h("warmup_forget"))
-    g.add_argument("--score-power", type=float, default=1.0, help=_h("score_power"))
+    g.add_argument("--strategy", choices=STRATEGIES, help=_h("strategy"))
+    g.add_argument("--batching", choices=("fill", "shrink"), help=_h("batching"))
+    g.add_argument("--ratio", type=float, help=_h("ratio"))
+    g.add_argument("--p-min", type=float, help=_h("p_min"))
+    g.add_argument("--warmup-steps", type=int, help=_h("warmup_steps"))
+    g.add_argument("--warmup-forget", type=float, help=_h("warmup_forget"))
+    g.add_argument("--score-power", type=float, help=_h("score_power"))
     g.add_argument("--score-rank", action="store_true", help=_h("score_rank"))
     g.add_argument("--score-baseline", type=float, help=_h("score_baseline"))
-    g.add_argument("--temper", type=float, default=1.0, help=_h("temper"))
-    g.add_argument("--infobatch-prune", type=float, default=0.5, help=_h("infobatch_prune"))
-    g.add_argument("--infobatch-anneal", type=float, default=0.875, help=_h("infobatch_anneal"))
+    g.add_argument("--temper", type=float, help=_h("temper"))
+    g.add_argument("--infobatch-prune", type=float, help=_h("infobatch_prune"))
+    g.add_argument("--infobatch-anneal", type=float, help=_h("infobatch_anneal"))
     g.add_argument(
         "--embedding-source",
         choices=("encoder", "tokens"),
-        default="encoder",
         help=_h("embedding_source"),
     )
 
     g = p.add_argument_group("model and data")
     g.add_argument("--model", type=Path, help=_h("model"))
     g.add_argument("--data", type=Path, help=_h("data"))
-    g.add_argument("--text-column", default="text", help=_h("text_column"))
+    g.add_argument("--text-column", help=_h("text_column"))
     g.add_argument("--text-pair-column", help=_h("text_pair_column"))
-    g.add_argument("--label-column", default="label", help=_h("label_column"))
+    g.add_argument("--label-column", help=_h("label_column"))
     g.add_argument(
         "--label-names", type=_names, help=_h("label_names") + " Comma-separated, e.g. neg,pos."
     )
     g.add_argument("--test-data", type=Path, help=_h("test_data"))
-    g.add_argument("--test-size", type=_test_size, default=2000, help=_h("test_size"))
+    g.add_argument("--test-size", type=_test_size, help=_h("test_size"))
     g.add_argument("--train-size", type=int, help=_h("train_size"))
-    g.add_argument("--split-seed", type=int, default=0, help=_h("split_seed"))
-    g.add_argument("--duplicates", type=float, default=0.0, help=_h("duplicates"))
+    g.add_argument("--split-seed", type=int, help=_h("split_seed"))
+    g.add_argument("--duplicates", type=float, help=_h("duplicates"))
 
     g = p.add_argument_group("training")
-    g.add_argument("--batch-size", type=int, default=32, help=_h("batch_size"))
-    g.add_argument("--max-seq-len", type=int, default=64, help=_h("max_seq_len"))
-    g.add_argument("--lr", type=float, default=5e-5, help=_h("lr"))
-    g.add_argument("--weight-decay", type=float, default=0.01, help=_h("weight_decay"))
-    g.add_argument(
-        "--lr-schedule", choices=("constant", "linear"), default="constant", help=_h("lr_schedule")
-    )
-    g.add_argument("--max-grad-norm", type=float, default=1.0, help=_h("max_grad_norm"))
-    g.add_argument("--epochs", type=int, default=1, help=_h("epochs"))
+    g.add_argument("--batch-size", type=int, help=_h("batch_size"))
+    g.add_argument("--max-seq-len", type=int, help=_h("max_seq_len"))
+    g.add_argument("--lr", type=float, help=_h("lr"))
+    g.add_argument("--weight-decay", type=float, help=_h("weight_decay"))
+    g.add_argument("--lr-schedule", choices=("constant", "linear"), help=_h("lr_schedule"))
+    g.add_argument("--max-grad-norm", type=float, help=_h("max_grad_norm"))
+    g.add_argument("--epochs", type=int, help=_h("epochs"))
     g.add_argument("--max-steps", type=int, help=_h("max_steps"))
     g.add_argument("--time-budget", type=float, help=_h("time_budget"))
-    g.add_argument("--eval-every", type=int, default=50, help=_h("eval_every"))
-    g.add_argument("--eval-batch-size", type=int, default=128, help=_h("eval_batch_size"))
-    g.add_argument("--probe-size", type=int, default=512, help=_h("probe_size"))
-    g.add_argument("--seed", type=int, default=0, help=_h("seed"))
-    g.add_argument("--device", default="cpu", help=_h("device"))
+    g.add_argument("--eval-every", type=int, help=_h("eval_every"))
+    g.add_argument("--eval-batch-size", type=int, help=_h("eval_batch_size"))
+    g.add_argument("--probe-size", type=int, help=_h("probe_size"))
+    g.add_argument("--seed", type=int, help=_h("seed"))
+    g.add_argument("--device", help=_h("device"))
 
     g = p.add_argument_group("sketch")
     g.add_argument("--sketch-endpoint", metavar="HOST:PORT", help=_h("sketch_endpoint"))
     g.add_argument("--sketch-name", help=_h("sketch_name"))
-    g.add_argument("--sketch-rows", type=int, default=200, help=_h("sketch_rows"))
-    g.add_argument("--sketch-bits", type=int, default=10, help=_h("sketch_bits"))
-    g.add_argument("--sketch-decay", type=float, default=1.0, help=_h("sketch_decay"))
-    g.add_argument(
-        "--sketch-backend", choices=("grpc", "inprocess"), default="grpc", help=_h("sketch_backend")
-    )
+    g.add_argument("--sketch-rows", type=int, help=_h("sketch_rows"))
+    g.add_argument("--sketch-bits", type=int, help=_h("sketch_bits"))
+    g.add_argument("--sketch-decay", type=float, help=_h("sketch_decay"))
+    g.add_argument("--sketch-backend", choices=("grpc", "inprocess"), help=_h("sketch_backend"))
     g.add_argument(
         "--sketch-on-unavailable",
         choices=("raise", "accept_all", "uniform"),
-        default="uniform",
         help=_h("sketch_on_unavailable"),
     )
-    g.add_argument("--num-workers", type=int, default=0, help=_h("num_workers"))
+    g.add_argument("--num-workers", type=int, help=_h("num_workers"))
     g.add_argument("--cache-dir", type=Path, help=_h("cache_dir"))
 
     g = p.add_argument_group("output")
-    g.add_argument("--output", type=Path, default=Path("runs/nws-train"), help=_h("output"))
+    g.add_argument("--output", type=Path, help=_h("output"))
     g.add_argument("--no-progress", action="store_true", help="Do not show progress bars.")
+    # One source of defaults: TrainConfig's (the help texts above quote them too).
+    defaults = TrainConfig()
+    p.set_defaults(**{f.name: getattr(defaults, f.name) for f in dataclasses.fields(TrainConfig)})
     return p
 
 

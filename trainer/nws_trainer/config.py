@@ -50,11 +50,11 @@ class TrainConfig:
     """Target fraction of candidates kept by the sampled strategies, in (0, 1]."""
     p_min: float = 0.05
     """Floor of every keep probability, in [0, ratio]; > 0 keeps the weighted loss unbiased."""
-    warmup_steps: int = 50
+    warmup_steps: int = 20
     """Sketch warm-up: the first warmup_steps * batch_size observations keep every candidate."""
     warmup_forget: float = 1.0
     """Factor in (0, 1] the sketch is decayed by once when warm-up ends; 1 = keep warm-up losses."""
-    score_power: float = 1.0
+    score_power: float = 2.0
     """Priority = estimate ** score_power (> 1 sharpens flat estimates); weights stay unbiased."""
     score_rank: bool = False
     """Use the estimates' ranks within each candidate chunk as priorities (scale-free)."""
@@ -66,7 +66,7 @@ class TrainConfig:
     """infobatch: share of the below-mean-loss examples pruned each epoch, in [0, 1)."""
     infobatch_anneal: float = 0.875
     """infobatch: epochs from this fraction of the run on use the full data, in (0, 1]."""
-    embedding_source: Literal["encoder", "tokens"] = "encoder"
+    embedding_source: Literal["encoder", "tokens"] = "tokens"
     """nws: encoder = the frozen encoder's mean-pooled output (a forward pass per example);
     tokens = the mean of its input token embeddings (no transformer pass, about free)."""
     duplicates: float = 0.0
@@ -129,7 +129,7 @@ class TrainConfig:
     """Name of the sketch on the server; None = a fresh unique name."""
     sketch_rows: int = 200
     """R: hash rows of the sketch."""
-    sketch_bits: int = 10
+    sketch_bits: int = 16
     """K: sign bits per row (kernel width: more bits, narrower kernel)."""
     sketch_decay: float = 1.0
     """Forgetting factor in (0, 1] applied to the sketch before every update; 1 = none."""

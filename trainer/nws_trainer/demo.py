@@ -4,8 +4,10 @@
    Tomatoes snippets for one epoch (the paper's baseline), and its training time sets the budget.
 2. ``nws`` gets the same budget, with the one-time embedding pass charged to it: a sketch server
    (embedded, on a loopback port, reached over gRPC like a shared one) scores every candidate
-   from its frozen-encoder embedding, the loader keeps about 40 % of them with importance
-   weights, and the trainer streams the losses it observes back into the sketch.
+   from a static embedding of its text (by default the mean of the model's input token
+   embeddings: no transformer pass), the loader keeps about 40 % of them with importance
+   weights, and the trainer streams the losses it observes back into the sketch. It runs with
+   ``nws-train``'s defaults, chosen from the benchmarks (README, "Choosing the defaults").
 3. A table and ``comparison.png`` compare them; each run's folder holds its ``metrics.jsonl``,
    ``summary.json`` and ``curves.png``.
 
@@ -25,6 +27,8 @@ from nws_trainer.config import TrainConfig
 from nws_trainer.plots import plot_curves
 from nws_trainer.report import comparison_table, run_facts
 
+_D = TrainConfig()  # nws-train's defaults, which the demo shows
+
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
@@ -35,8 +39,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--train-size", type=int, default=2400, help="training examples")
     p.add_argument("--test-size", type=int, default=800, help="test examples")
     p.add_argument("--eval-every", type=int, default=20, help="steps between evaluations")
-    p.add_argument("--warmup-steps", type=int, default=20, help="sketch warm-up steps")
-    p.add_argument("--ratio", type=float, default=0.4, help="fraction of candidates kept")
+    p.add_argument("--warmup-steps", type=int, default=_D.warmup_steps, help="sketch warm-up steps")
+    p.add_argument("--ratio", type=float, default=_D.ratio, help="fraction of candidates kept")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--sketch-endpoint", help="HOST:PORT of a running server (default: embedded)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
@@ -83,6 +87,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         nws_cfg = base.replace(strategy="nws", epochs=4, output=out / "nws")
         nws_prep = prepare(nws_cfg)
         _say("\n[2/2] nws: the sketch server picks informative examples (same budget)")
+        _say(
+            f"  nws-train's defaults: sketch R={nws_cfg.sketch_rows} rows x "
+            f"K={nws_cfg.sketch_bits} bits, priority = estimate^{nws_cfg.score_power:g}, "
+            f"{nws_cfg.embedding_source} embeddings, warm-up {nws_cfg.warmup_steps} steps, "
+            f"keep ratio {nws_cfg.ratio}, {nws_cfg.batching} batching"
+        )
         emb = static_embeddings(nws_prep)  # computed once, cached; charged to nws below
         remaining = max(budget - emb.compute_seconds, 0.2 * budget)
         _say(
