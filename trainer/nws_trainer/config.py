@@ -54,7 +54,7 @@ class TrainConfig:
     """Sketch warm-up: the first warmup_steps * batch_size observations keep every candidate."""
     warmup_forget: float = 1.0
     """Factor in (0, 1] the sketch is decayed by once when warm-up ends; 1 = keep warm-up losses."""
-    score_power: float = 2.0
+    score_power: float = 1.0
     """Priority = estimate ** score_power (> 1 sharpens flat estimates); weights stay unbiased."""
     score_rank: bool = False
     """Use the estimates' ranks within each candidate chunk as priorities (scale-free)."""
@@ -129,7 +129,7 @@ class TrainConfig:
     """Name of the sketch on the server; None = a fresh unique name."""
     sketch_rows: int = 200
     """R: hash rows of the sketch."""
-    sketch_bits: int = 16
+    sketch_bits: int = 10
     """K: sign bits per row (kernel width: more bits, narrower kernel)."""
     sketch_decay: float = 1.0
     """Forgetting factor in (0, 1] applied to the sketch before every update; 1 = none."""
