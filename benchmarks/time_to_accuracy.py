@@ -218,17 +218,19 @@ def targets(
     ``smooth`` evaluations (each curve is compared with the target of its own kind)."""
     full = runs["full"]
     raw = float(np.mean([s["final"]["test_accuracy"] for s, _ in full]))
-    smoothed = float(
-        np.mean([np.mean([r["test_accuracy"] for r in rows[-smooth:]]) for _, rows in full])
-    )
-    return raw, smoothed
+    return raw, float(np.mean([smoothed_final(rows, smooth) for _, rows in full]))
+
+
+def smoothed_final(rows: list[dict[str, Any]], smooth: int) -> float:
+    """Mean test accuracy of a run's last ``smooth`` evaluations."""
+    return float(np.mean([r["test_accuracy"] for r in rows[-smooth:]]))
 
 
 def aggregate(
     runs: dict[str, list[tuple[dict[str, Any], list[dict[str, Any]]]]],
     target: float,
+    smoothed_target: float,
     smooth: int = 3,
-    smoothed_target: float | None = None,
 ) -> dict[str, dict[str, list[Any]]]:
     """label -> fact name -> one value per seed."""
     table: dict[str, dict[str, list[Any]]] = {}
@@ -236,12 +238,8 @@ def aggregate(
         per_seed = []
         for s, rows in seed_runs:
             f = run_facts(s, rows, target)
-            f["smoothed_time_to_target"] = time_to_accuracy(
-                rows, target if smoothed_target is None else smoothed_target, smooth=smooth
-            )
-            f["smoothed_final_accuracy"] = float(
-                np.mean([r["test_accuracy"] for r in rows[-smooth:]])
-            )
+            f["smoothed_time_to_target"] = time_to_accuracy(rows, smoothed_target, smooth=smooth)
+            f["smoothed_final_accuracy"] = smoothed_final(rows, smooth)
             per_seed.append(f)
         table[name] = {k: [f[k] for f in per_seed] for k in per_seed[0]}
     return table
@@ -403,7 +401,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             ).validate()
             runs.setdefault(name, []).append(run_one(run_cfg, args.resume))
     target, smoothed_target = targets(runs, args.smooth)
-    facts = aggregate(runs, target, args.smooth, smoothed_target)
+    facts = aggregate(runs, target, smoothed_target, args.smooth)
     seconds = time.perf_counter() - started
     env = environment()
     args.results.mkdir(parents=True, exist_ok=True)

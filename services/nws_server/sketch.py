@@ -453,25 +453,12 @@ class NWSketch:
                 sketch.device,
             )
             sketch._set_center_tensor(config.center)
-            cells = None
-            if header.get("layout", "dense") == "sparse":
-                cells = arrays["cells"]
-                size = sketch._top.numel()
-                if (
-                    cells.dtype != torch.int64
-                    or cells.ndim != 1
-                    or (
-                        cells.numel()
-                        and (
-                            int(cells[0]) < 0
-                            or int(cells[-1]) >= size
-                            or not bool((cells[1:] > cells[:-1]).all())
-                        )
-                    )
-                ):
-                    raise DataCorruption("snapshot cell indices are out of range or unsorted")
-            elif header.get("layout", "dense") != "dense":
-                raise DataCorruption(f"unknown snapshot layout {header.get('layout')!r}")
+            layout = header.get("layout", "dense")
+            if layout not in ("dense", "sparse"):
+                raise DataCorruption(f"unknown snapshot layout {layout!r}")
+            cells = (
+                _checked_cells(arrays["cells"], sketch._top.numel()) if layout == "sparse" else None
+            )
             for name in ("top", "bottom"):
                 src = arrays[name]
                 dst = getattr(sketch, f"_{name}")
@@ -534,6 +521,16 @@ def _as_row(v: Any) -> Any:
     if isinstance(v, (np.ndarray, torch.Tensor)) and v.ndim == 1:
         return v.reshape(1, -1)
     return v
+
+
+def _checked_cells(cells: torch.Tensor, size: int) -> torch.Tensor:
+    """The cell indices of a sparse snapshot: int64, 1-D, strictly increasing, in [0, size)."""
+    ok = cells.dtype == torch.int64 and cells.ndim == 1
+    if ok and cells.numel():
+        ok = int(cells[0]) >= 0 and int(cells[-1]) < size and bool((cells[1:] > cells[:-1]).all())
+    if not ok:
+        raise DataCorruption("snapshot cell indices are out of range or unsorted")
+    return cells
 
 
 _MAGIC = b"NWSK"
