@@ -148,6 +148,43 @@ def test_filter_mode_with_an_iterable_dataset_and_with_a_callable(endpoint: str)
         assert all(b.nws.embeddings is not None for b in batches)
 
 
+def _weighted_batches(endpoint: str, **levers: float) -> list[tuple[list[int], np.ndarray]]:
+    """Two epochs of sampler mode with a fixed per-example loss (|x_0|), so that runs differing
+    only in the weighting levers see the same estimates."""
+    table = Table()
+    emb = np.random.default_rng(0).standard_normal((N, DIM)).astype(np.float32)
+    out = []
+    with NWSSampler(
+        emb, batch_size=10, ratio=0.4, seed=5, warmup=20, endpoint=endpoint, **levers
+    ) as nws:
+        for _epoch in range(2):
+            for batch in nws.loader(table):
+                nws.loss(batch["x"][:, 0].abs())
+                out.append((batch.nws.indices.tolist(), batch.nws.weights.copy()))
+    return out
+
+
+def test_temper_changes_the_weights_and_not_the_draw(endpoint: str) -> None:
+    unbiased = _weighted_batches(endpoint)
+    prioritised = _weighted_batches(endpoint, temper=0.0)
+    assert [i for i, _ in unbiased] == [i for i, _ in prioritised]
+    after_warmup = [w for _, w in unbiased[2:]]
+    assert any(np.ptp(w) > 0 for w in after_warmup)  # 1/p differs between rows
+    assert all((w == 1).all() for _, w in prioritised)  # (1/p) ** 0
+    sharpened = _weighted_batches(endpoint, power=3.0)
+    assert max(w.max() for _, w in sharpened[2:]) > max(w.max() for w in after_warmup)
+
+
+@pytest.mark.parametrize(
+    ("levers", "message"),
+    [({"power": 0.0}, "power"), ({"temper": 1.5}, "temper"), ({"power": float("nan")}, "power")],
+)
+def test_bad_levers_are_refused(levers: dict[str, float], message: str) -> None:
+    emb = np.zeros((4, DIM), dtype=np.float32)
+    with pytest.raises(ValueError, match=message):
+        NWSSampler(emb, batch_size=2, **levers)
+
+
 def test_per_example_loss_for_classification_and_language_modelling() -> None:
     logits = torch.randn(3, 4)
     labels = torch.tensor([0, 3, 1])

@@ -59,6 +59,7 @@ from torch.utils.data import DataLoader, Dataset, IterableDataset
 from torch.utils.data.dataloader import default_collate
 
 from nws_client import SketchClient, SketchConfig
+from nws_trainer.config import TrainConfig
 from nws_trainer.loss import weighted_loss
 from nws_trainer.selection import chunk_seed, normalize_rows
 
@@ -128,7 +129,11 @@ class NWSSampler:
         steps_per_epoch: batches per epoch in sampler mode (default from ``ratio``).
         endpoint: ``host:port`` of a shared sketch server; None starts an embedded one (on rank 0).
         sketch_name: the sketch's name (default a fresh one; shared by every rank).
-        rows, bits: the sketch's shape.
+        rows, bits: the sketch's shape (default: ``nws-train``'s, R = 200, K = 10).
+        power: priorities are estimate ** power (> 1 sharpens flat estimates; the weights stay
+            unbiased but spread more).
+        temper: weights are (1/p) ** temper; 1 is unbiased, below 1 trades a bias towards hard
+            examples for lower gradient variance, 0 is pure prioritisation (weights 1).
         index_field: the key of an example's index in the items of an iterable dataset (filter
             mode with a table).
         client_timeout: deadline of every sketch call, seconds.
@@ -146,8 +151,10 @@ class NWSSampler:
         steps_per_epoch: int | None = None,
         endpoint: str | None = None,
         sketch_name: str | None = None,
-        rows: int = 100,
-        bits: int = 8,
+        rows: int = TrainConfig.sketch_rows,
+        bits: int = TrainConfig.sketch_bits,
+        power: float = TrainConfig.score_power,
+        temper: float = TrainConfig.temper,
         index_field: str | None = None,
         client_timeout: float = 30.0,
     ) -> None:
@@ -157,9 +164,15 @@ class NWSSampler:
             raise ValueError(f"ratio must be in (0, 1], got {ratio}")
         if not 0.0 <= p_min <= ratio:
             raise ValueError(f"p_min must be in [0, ratio], got {p_min}")
+        if not (math.isfinite(power) and power > 0):
+            raise ValueError(f"power must be > 0, got {power}")
+        if not 0.0 <= temper <= 1.0:
+            raise ValueError(f"temper must be in [0, 1], got {temper}")
         self.batch_size = batch_size
         self.ratio = float(ratio)
         self.p_min = float(p_min)
+        self.power = float(power)
+        self.temper = float(temper)
         self.seed = int(seed)
         self.index_field = index_field
         self.rank, self.world_size = _dist()
@@ -303,7 +316,15 @@ class NWSSampler:
         """Ask the sketch which rows of ``x`` to keep; the draw's seed is fixed by the run's
         seed, the candidate stream (a permutation pass, or filter mode) and the chunk."""
         seed = chunk_seed(self.seed, stream, chunk)
-        r = self.client.sample(self.sketch_name, x, self.ratio, p_min=self.p_min, seed=seed)
+        r = self.client.sample(
+            self.sketch_name,
+            x,
+            self.ratio,
+            p_min=self.p_min,
+            seed=seed,
+            power=self.power,
+            temper=self.temper,
+        )
         self.stats["candidates"] += int(x.shape[0])
         self.stats["accepted"] += int(r.accepted.sum())
         return r.accepted, r.weights
