@@ -197,7 +197,8 @@ def label(strategy: str, batching: str) -> str:
     return strategy if strategy == "full" or batching == "fill" else f"{strategy} ({batching})"
 
 
-def run_one(cfg: TrainConfig, resume: bool) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+def run_one(cfg: TrainConfig, resume: bool) -> tuple[dict[str, Any], list[dict[str, Any]], bool]:
+    """(summary, metric rows, whether the run was reused from an earlier invocation)."""
     summary_path = cfg.output / "summary.json"
     if resume and summary_path.is_file():
         summary = json.loads(summary_path.read_text())
@@ -206,9 +207,9 @@ def run_one(cfg: TrainConfig, resume: bool) -> tuple[dict[str, Any], list[dict[s
                 json.loads(x) for x in (cfg.output / "metrics.jsonl").read_text().split("\n") if x
             ]
             print(f"reusing {cfg.output}", flush=True)
-            return summary, rows
+            return summary, rows, True
     result = Trainer(prepare(cfg)).run()
-    return result.summary, result.metrics
+    return result.summary, result.metrics, False
 
 
 def targets(
@@ -226,20 +227,33 @@ def smoothed_final(rows: list[dict[str, Any]], smooth: int) -> float:
     return float(np.mean([r["test_accuracy"] for r in rows[-smooth:]]))
 
 
+def accuracy_at(rows: list[dict[str, Any]], seconds: float) -> float:
+    """A run's test accuracy at ``seconds`` of its wall-clock, interpolated linearly between
+    evaluations (its final accuracy after its end)."""
+    t = [float(r["wall_seconds"]) for r in rows]
+    return float(np.interp(seconds, t, [float(r["test_accuracy"]) for r in rows]))
+
+
 def aggregate(
     runs: dict[str, list[tuple[dict[str, Any], list[dict[str, Any]]]]],
     target: float,
     smoothed_target: float,
     smooth: int = 3,
 ) -> dict[str, dict[str, list[Any]]]:
-    """label -> fact name -> one value per seed."""
+    """label -> fact name -> one value per seed (the i-th run of every label is seed i).
+
+    ``full_at_same_time``: the same seed's ``full`` run's accuracy at this run's total
+    wall-clock, the equal-time comparison (``full`` stopped there, its schedule unchanged)."""
     table: dict[str, dict[str, list[Any]]] = {}
+    full_rows = [rows for _, rows in runs["full"]]
     for name, seed_runs in runs.items():
         per_seed = []
-        for s, rows in seed_runs:
+        for i, (s, rows) in enumerate(seed_runs):
             f = run_facts(s, rows, target)
             f["smoothed_time_to_target"] = time_to_accuracy(rows, smoothed_target, smooth=smooth)
             f["smoothed_final_accuracy"] = smoothed_final(rows, smooth)
+            f["full_at_same_time"] = accuracy_at(full_rows[i], float(f["wall_seconds"]))
+            f["gain_at_same_time"] = float(f["final_accuracy"]) - f["full_at_same_time"]
             per_seed.append(f)
         table[name] = {k: [f[k] for f in per_seed] for k in per_seed[0]}
     return table
@@ -272,6 +286,7 @@ def markdown(
     cfg: TrainConfig,
     env: dict[str, Any],
     seconds: float,
+    reused: tuple[int, int] = (0, 0),
 ) -> str:
     n = len(args.seeds)
     raw, smooth = speedup(facts, "time_to_target"), speedup(facts, "smoothed_time_to_target")
@@ -285,13 +300,17 @@ def markdown(
         "curve got to the raw target; the smoothed columns compare each run's moving mean of "
         f"{args.smooth} evaluations with the smoothed target. Speed-up = `full`'s mean total "
         "wall-clock (the time it takes to reach its own final accuracy) / the strategy's mean "
-        "time to the target (raw / smoothed), shown when every seed reached it.",
+        "time to the target (raw / smoothed), shown when every seed reached it. "
+        "'`full` then' is the same seed's `full` run's accuracy at the strategy's total "
+        "wall-clock (interpolated between evaluations; `full`'s learning-rate schedule is not "
+        "shortened), and 'gain then' the strategy's final accuracy minus it, in points: the "
+        "equal-time comparison.",
         "",
         "| strategy | final accuracy | smoothed final | wall-clock to target (s) | reached "
         "| smoothed to target (s) | speed-up (raw / smoothed) | steps to target "
-        "| total wall-clock (s) | of which embeddings (s) | examples fwd | examples bwd "
-        "| s / step | sampling overhead |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "| total wall-clock (s) | `full` then | gain then (points) | of which embeddings (s) "
+        "| examples fwd | examples bwd | s / step | sampling overhead |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for name, f in facts.items():
         reached = sum(v is not None for v in f["time_to_target"])
@@ -303,6 +322,8 @@ def markdown(
             f"| {mean_sd(f['smoothed_time_to_target'], '{:.0f}')} | {ratios} "
             f"| {mean_sd(f['steps_to_target'], '{:.0f}')} "
             f"| {mean_sd(f['wall_seconds'], '{:.0f}')} "
+            f"| {mean_sd(f['full_at_same_time'], '{:.4f}')} "
+            f"| {mean_sd([100 * g for g in f['gain_at_same_time']], '{:.1f}')} "
             f"| {mean_sd(f['embedding_seconds'], '{:.0f}')} "
             f"| {mean_sd(f['forwarded'], '{:.0f}')} | {mean_sd(f['backpropagated'], '{:.0f}')} "
             f"| {mean_sd(f['seconds_per_step'], '{:.2f}')} | {_pct(f['sampling_overhead'])} |"
@@ -361,7 +382,13 @@ def markdown(
         "",
         f"- command: `{' '.join(shlex.quote(a) for a in sys.argv)}`",
         f"- date: {dt.datetime.now().astimezone().isoformat(timespec='seconds')}; "
-        f"benchmark took {seconds / 60:.0f} min",
+        f"benchmark took {seconds / 60:.0f} min"
+        + (
+            f"; {reused[0]} of {reused[1]} runs reused from earlier invocations "
+            "(`--resume`; each run's own date and timing are in its summary.json)"
+            if reused[0]
+            else ""
+        ),
         f"- model: {cfg.model or 'packaged all-MiniLM-L6-v2'}; data: packaged Rotten Tomatoes "
         f"(split seed {cfg.split_seed}); seeds: {args.seeds}",
         "- settings: " + ", ".join(f"{k}={v}" for k, v in settings.items()),
@@ -390,7 +417,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     started = time.perf_counter()
     runs: dict[str, list[tuple[dict[str, Any], list[dict[str, Any]]]]] = {}
     total = len(plan) * len(args.seeds)
-    k = 0
+    k = n_reused = 0
     for seed in args.seeds:
         for name, strategy, batching, over in plan:
             k += 1
@@ -399,13 +426,15 @@ def main(argv: Sequence[str] | None = None) -> int:
             run_cfg = cfg.replace(
                 strategy=strategy, batching=batching, seed=seed, output=folder, **over
             ).validate()
-            runs.setdefault(name, []).append(run_one(run_cfg, args.resume))
+            summary, rows, was_reused = run_one(run_cfg, args.resume)
+            runs.setdefault(name, []).append((summary, rows))
+            n_reused += was_reused
     target, smoothed_target = targets(runs, args.smooth)
     facts = aggregate(runs, target, smoothed_target, args.smooth)
     seconds = time.perf_counter() - started
     env = environment()
     args.results.mkdir(parents=True, exist_ok=True)
-    text = markdown(facts, (target, smoothed_target), args, cfg, env, seconds)
+    text = markdown(facts, (target, smoothed_target), args, cfg, env, seconds, (n_reused, total))
     (args.results / f"{args.name}.md").write_text(text)
     (args.results / f"{args.name}.json").write_text(
         json.dumps(

@@ -102,3 +102,34 @@ def test_speedup_is_full_total_time_over_time_to_target() -> None:
         "partial": {"wall_seconds": [20.0, 20.0], "t": [10.0, None]},
     }
     assert bench.speedup(facts, "t") == {"full": 1.0, "fast": 2.0, "partial": None}
+
+
+def test_equal_time_comparison_interpolates_full_at_the_strategy_total_time() -> None:
+    """'full then' reads the same seed's full curve at the strategy's total wall-clock,
+    linearly between evaluations and flat after full's end; the gain is in accuracy units."""
+    bench = _benchmark()
+
+    def run(accs: list[float], dt: float) -> tuple[dict, list[dict[str, float]]]:
+        rows = [
+            {"test_accuracy": a, "wall_seconds": i * dt, "step": i} for i, a in enumerate(accs)
+        ]
+        summary = {
+            "final": {"test_accuracy": accs[-1]},
+            "best_test_accuracy": max(accs),
+            "steps": len(accs) - 1,
+            "train_seconds": rows[-1]["wall_seconds"],
+            "wall_seconds": rows[-1]["wall_seconds"],
+            "examples_forwarded": 0,
+            "examples_backpropagated": 0,
+        }
+        return summary, rows
+
+    assert bench.accuracy_at(run([0.5, 0.7, 0.9], 10.0)[1], 15.0) == pytest.approx(0.8)
+    runs = {
+        "full": [run([0.5, 0.7, 0.9], 10.0), run([0.5, 0.6, 0.8], 10.0)],
+        "half": [run([0.5, 0.75], 15.0), run([0.5, 0.85], 25.0)],
+    }
+    facts = bench.aggregate(runs, target=0.85, smoothed_target=0.85, smooth=1)
+    assert facts["half"]["full_at_same_time"] == pytest.approx([0.8, 0.8])  # 15 s; after end
+    assert facts["half"]["gain_at_same_time"] == pytest.approx([-0.05, 0.05])
+    assert facts["full"]["gain_at_same_time"] == pytest.approx([0.0, 0.0])
