@@ -110,9 +110,7 @@ def test_equal_time_comparison_interpolates_full_at_the_strategy_total_time() ->
     bench = _benchmark()
 
     def run(accs: list[float], dt: float) -> tuple[dict, list[dict[str, float]]]:
-        rows = [
-            {"test_accuracy": a, "wall_seconds": i * dt, "step": i} for i, a in enumerate(accs)
-        ]
+        rows = [{"test_accuracy": a, "wall_seconds": i * dt, "step": i} for i, a in enumerate(accs)]
         summary = {
             "final": {"test_accuracy": accs[-1]},
             "best_test_accuracy": max(accs),
