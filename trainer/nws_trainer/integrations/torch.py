@@ -59,6 +59,7 @@ from torch.utils.data import DataLoader, Dataset, IterableDataset
 from torch.utils.data.dataloader import default_collate
 
 from nws_client import SketchClient, SketchConfig
+from nws_server.policy import SamplingPolicy
 from nws_trainer.config import TrainConfig
 from nws_trainer.loss import weighted_loss
 from nws_trainer.selection import chunk_seed, normalize_rows
@@ -164,15 +165,10 @@ class NWSSampler:
             raise ValueError(f"ratio must be in (0, 1], got {ratio}")
         if not 0.0 <= p_min <= ratio:
             raise ValueError(f"p_min must be in [0, ratio], got {p_min}")
-        if not (math.isfinite(power) and power > 0):
-            raise ValueError(f"power must be > 0, got {power}")
-        if not 0.0 <= temper <= 1.0:
-            raise ValueError(f"temper must be in [0, 1], got {temper}")
         self.batch_size = batch_size
         self.ratio = float(ratio)
         self.p_min = float(p_min)
-        self.power = float(power)
-        self.temper = float(temper)
+        self.policy = SamplingPolicy(power=power, temper=temper)  # validates: ValueError
         self.seed = int(seed)
         self.index_field = index_field
         self.rank, self.world_size = _dist()
@@ -322,8 +318,8 @@ class NWSSampler:
             self.ratio,
             p_min=self.p_min,
             seed=seed,
-            power=self.power,
-            temper=self.temper,
+            power=self.policy.power,
+            temper=self.policy.temper,
         )
         self.stats["candidates"] += int(x.shape[0])
         self.stats["accepted"] += int(r.accepted.sum())
