@@ -11,11 +11,12 @@ from typing import Any, Literal
 from nws_server.policy import SamplingPolicy
 
 Strategy = Literal[
-    "full", "uniform", "nws", "nws-live", "selective-backprop", "loss-table", "infobatch"
+    "full", "uniform", "rs2", "nws", "nws-live", "selective-backprop", "loss-table", "infobatch"
 ]
 STRATEGIES: tuple[str, ...] = (
     "full",
     "uniform",
+    "rs2",
     "nws",
     "nws-live",
     "selective-backprop",
@@ -23,7 +24,7 @@ STRATEGIES: tuple[str, ...] = (
     "infobatch",
 )
 SAMPLED: frozenset[str] = frozenset(
-    {"uniform", "nws", "nws-live", "selective-backprop", "loss-table", "infobatch"}
+    {"uniform", "rs2", "nws", "nws-live", "selective-backprop", "loss-table", "infobatch"}
 )
 """Strategies that select a subset of the candidates (and so use ratio, p-min, batching)."""
 SKETCHED: frozenset[str] = frozenset({"nws", "nws-live"})
@@ -43,7 +44,7 @@ class TrainConfig:
     """Everything one ``nws-train`` run depends on (persisted in ``summary.json``)."""
 
     strategy: Strategy = "nws"
-    """full | uniform | nws | nws-live | selective-backprop | loss-table | infobatch."""
+    """full | uniform | rs2 | nws | nws-live | selective-backprop | loss-table | infobatch."""
     batching: Literal["fill", "shrink"] = "fill"
     """fill: kept examples fill whole batches; shrink: each candidate batch keeps its kept part."""
     ratio: float = 0.4
@@ -114,6 +115,8 @@ class TrainConfig:
     """Stop once the training clock (evaluation excluded) passes this many seconds."""
     eval_every: int = 50
     """Evaluate on the test set every this many steps (and at step 0 and at the end)."""
+    eval_at_start: bool = True
+    """Evaluate at step 0 too (benchmarks skip it on runs whose curve they do not draw)."""
     eval_batch_size: int = 128
     """Batch size of evaluation forwards."""
     probe_size: int = 512

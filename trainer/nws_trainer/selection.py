@@ -228,6 +228,46 @@ class UniformSelector:
         return SelectedChunk(indices, accepted, weights)
 
 
+@dataclass
+class RS2Selector:
+    """The ``rs2`` strategy (Okanovic et al., "Repeated Random Sampling for Minimizing the
+    Time-to-Accuracy of Learning", ICLR 2024), without replacement: every epoch trains a fresh
+    random subset of ``ratio * n`` rows, weight 1, drawn so that no row repeats until every row
+    has been drawn once (the run walks seeded permutations of the rows, one slice an epoch)."""
+
+    n: int
+    ratio: float
+    seed: int
+    _subsets: dict[int, np.ndarray] = field(default_factory=dict, init=False, repr=False)
+
+    def per_epoch(self) -> int:
+        return max(1, round(self.ratio * self.n))
+
+    def subset(self, epoch: int) -> np.ndarray:
+        """bool [n]: the rows epoch ``epoch`` trains."""
+        if epoch not in self._subsets:
+            m = self.per_epoch()
+            start = epoch * m  # position in the endless walk over permutations
+            rows: list[np.ndarray] = []
+            while m > 0:
+                cycle, offset = divmod(start, self.n)
+                perm = np.random.default_rng([self.seed, cycle, 0x2520]).permutation(self.n)
+                take = perm[offset : offset + m]
+                rows.append(take)
+                m -= take.size
+                start += take.size
+            mask = np.zeros(self.n, dtype=bool)
+            mask[np.concatenate(rows)] = True
+            self._subsets = {epoch: mask}  # epochs come in order: keep one
+        return self._subsets[epoch]
+
+    def __call__(self, indices: np.ndarray, seed: int, epoch: int = 0) -> SelectedChunk:
+        start = time.perf_counter()
+        accepted = self.subset(epoch)[indices]
+        weights = accepted.astype(np.float64)
+        return SelectedChunk(indices, accepted, weights, seconds=time.perf_counter() - start)
+
+
 class EmbeddingTable:
     """Static embeddings by dataset row, L2-normalised on read; picklable by path when cached."""
 

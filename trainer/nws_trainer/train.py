@@ -47,6 +47,7 @@ from nws_trainer.selection import (
     KeepAll,
     LossTable,
     LossTableSelector,
+    RS2Selector,
     Selector,
     SketchSelector,
     TrainBatch,
@@ -170,13 +171,23 @@ class Trainer:
         self.epoch = 0
         self.forwarded = 0
         self.backpropagated = 0
+        self.grad_tokens = 0  # padded tokens of the trained batches (forward + backward)
+        self.nograd_examples = 0  # selection forwards of the trainer-side strategies
+        self.nograd_tokens = 0
         self.candidates = 0
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(
             self.optimizer, self._lr_factor if cfg.lr_schedule == "linear" else (lambda s: 1.0)
         )
         self.accepted = 0
         self.fallback_candidates = 0  # selected while the sketch server was unreachable
-        self.totals = {"step": 0.0, "loader": 0.0, "select": 0.0, "update": 0.0, "eval": 0.0}
+        self.totals = {
+            "step": 0.0,
+            "loader": 0.0,
+            "select": 0.0,
+            "select_forward": 0.0,  # the part of "select" that trainer-side forwards took
+            "update": 0.0,
+            "eval": 0.0,
+        }
         self.rows: list[dict[str, Any]] = []
         self.trained_rows: dict[int, list[int]] = {}
         self.backend: SketchBackend | None = None
@@ -222,6 +233,8 @@ class Trainer:
         cfg = self.cfg
         if cfg.strategy == "uniform":
             return UniformSelector(cfg.ratio)
+        if cfg.strategy == "rs2":
+            return RS2Selector(len(self.prep.train), cfg.ratio, cfg.seed)
         if cfg.strategy == "nws":
             assert self.backend is not None and self.embeddings is not None
             return SketchSelector(
@@ -317,7 +330,8 @@ class Trainer:
                 leave=False,
             )
             try:
-                self._evaluate(metrics)
+                if cfg.eval_at_start:
+                    self._evaluate(metrics)
                 loader = make_loader(stream, cfg.num_workers)
                 batches: Iterator[TrainBatch] = iter(loader)
                 if cfg.strategy in TRAINER_SIDE:
@@ -409,6 +423,7 @@ class Trainer:
         self.step += 1
         self.forwarded += len(batch)
         self.backpropagated += len(batch)
+        self.grad_tokens += int(batch.inputs["input_ids"].numel())
         self.candidates += batch.stats.candidates
         self.accepted += batch.stats.accepted
         self.fallback_candidates += batch.stats.fallback_candidates
@@ -463,6 +478,9 @@ class Trainer:
             assert cand.inputs is not None
             f = forward_no_grad(self.model, cand.inputs, cand.labels, self.device, pooled=live)
             self.forwarded += len(cand)
+            self.nograd_examples += len(cand)
+            self.nograd_tokens += int(cand.inputs["input_ids"].numel())
+            self.totals["select_forward"] += time.perf_counter() - start
             seed = chunk_seed(cfg.seed, cand.epoch, counter)
             if live:
                 assert self.backend is not None and f.pooled is not None
@@ -513,6 +531,7 @@ class Trainer:
             "examples_forwarded": self.forwarded,
             "examples_backpropagated": self.backpropagated,
             "candidates_seen": self.candidates,
+            "ledger": self.ledger(),
             "test_accuracy": acc,
             "test_loss": loss,
             "lr": self.scheduler.get_last_lr()[0],
@@ -593,6 +612,28 @@ class Trainer:
         scores, unseen = self.table.scores(self.prep.probe)
         return _probe_row(scores, f.losses, unseen, self.table.observations)
 
+    # ------------------------------------------------------------------------------ ledger
+    def ledger(self) -> dict[str, Any]:
+        """The compute this run has spent so far, counted (not timed) where it can be: what the
+        benchmarks price at per-unit costs calibrated on the machine (compute-normalised time).
+        Evaluation and the probe are diagnostics and not counted; the embedding pass is."""
+        emb = self.embeddings
+        t = self.totals
+        return {
+            "steps": self.step,
+            "grad_examples": self.backpropagated,
+            "grad_tokens": self.grad_tokens,
+            "nograd_examples": self.nograd_examples,
+            "nograd_tokens": self.nograd_tokens,
+            # counted as tokens above, so not again here
+            "select_seconds": max(0.0, t["select"] - t["select_forward"]),
+            "update_seconds": t["update"],
+            "embedding_source": None if emb is None else self.cfg.embedding_source,
+            "embedding_examples": 0 if emb is None else len(self.prep.train),
+            "embedding_tokens": 0 if emb is None else int(self.prep.train_tokens.lengths().sum()),
+            "embedding_seconds": 0.0 if emb is None else emb.compute_seconds,
+        }
+
     # ------------------------------------------------------------------------------ summary
     def _summary(self, stopped_by: str, sketch_stats: dict[str, Any] | None) -> dict[str, Any]:
         cfg, prep = self.cfg, self.prep
@@ -624,6 +665,7 @@ class Trainer:
             "examples_forwarded": self.forwarded,
             "examples_backpropagated": self.backpropagated,
             "candidates_seen": self.candidates,
+            "ledger": self.ledger(),
             "acceptance_rate": self.accepted / self.candidates if self.candidates else None,
             "fallback_candidates": self.fallback_candidates,
             "timing": {
