@@ -3,7 +3,9 @@
 Safe in forked DataLoader workers: the gRPC channel is made lazily in the process that uses it
 (a child notices the new pid and makes its own), and a fork waits until no client thread is
 inside a gRPC call (see :mod:`nws_client._fork`). Every call has a deadline; UNAVAILABLE is
-retried by gRPC itself as declared in the channel's service config. Errors are
+retried by gRPC itself as declared in the channel's service config, for every method that is
+safe to retry (:data:`RETRIED_METHODS`: reads, and writes the server deduplicates by request
+id); DeleteSketch and ImportSketch are not retried. Errors are
 :class:`~nws_client.errors.NWSClientError` subclasses named after the status codes.
 
 When the server cannot be reached, ``on_unavailable`` decides what :meth:`SketchClient.sample`
@@ -68,13 +70,37 @@ T = TypeVar("T")
 
 SERVICE = "nws.v1.SketchService"
 
-#: Retries declared to gRPC (gRFC A6): UNAVAILABLE is retried with exponential backoff within
-#: the call's deadline. Every RPC may be retried: Update carries a request id the server
-#: deduplicates, CreateSketch is idempotent, the rest only read.
+#: Methods whose UNAVAILABLE is retried (gRFC A6): those that only read, CreateSketch (idempotent:
+#: a retry finds the sketch it created and answers ``created`` False), Snapshot (writes the
+#: current state again at most), and the mutations that carry a request id the server
+#: deduplicates, also across a restart (Update, StreamUpdates, Decay, SetCenter: the client makes
+#: one fresh id per call, and a retry resends the same request bytes, so the same id).
+RETRIED_METHODS = (
+    "CreateSketch",
+    "GetSketch",
+    "ListSketches",
+    "Score",
+    "Sample",
+    "Update",
+    "StreamUpdates",
+    "Decay",
+    "SetCenter",
+    "Stats",
+    "Snapshot",
+    "ExportSketch",
+)
+#: Mutations without a request id, never retried: a retry after a lost reply would find the
+#: change applied and report an error (NOT_FOUND, ALREADY_EXISTS) for a call that succeeded.
+#: Their UNAVAILABLE reaches the caller, who can check the sketch (get / list) and call again.
+NOT_RETRIED_METHODS = ("DeleteSketch", "ImportSketch")
+
+#: Retries declared to gRPC: UNAVAILABLE of the :data:`RETRIED_METHODS` is retried with
+#: exponential backoff within the call's deadline. The other methods get no retry policy (gRPC
+#: still transparently retries a call that never reached the server's application).
 SERVICE_CONFIG = {
     "methodConfig": [
         {
-            "name": [{"service": SERVICE}],
+            "name": [{"service": SERVICE, "method": method} for method in RETRIED_METHODS],
             "retryPolicy": {
                 "maxAttempts": 5,
                 "initialBackoff": "0.05s",
@@ -194,7 +220,7 @@ class SketchClient:
         return _wire.info_from_proto(response.sketch, created=response.created)
 
     def get(self, name: str, *, digest: bool = False) -> SketchInfo:
-        """A sketch's config, warm-up and statistics; ``digest`` also hashes its whole state."""
+        """A sketch's config, warm-up and statistics; ``digest`` also hashes its content."""
         response = self._call("GetSketch", pb.GetSketchRequest(name=name, include_digest=digest))
         return _wire.info_from_proto(response)
 
@@ -204,16 +230,29 @@ class SketchClient:
         return [_wire.info_from_proto(s) for s in response.sketches]
 
     def delete(self, name: str) -> None:
+        """Delete a sketch and its state. Not retried on UNAVAILABLE (the delete may have been
+        applied: a second call would report NotFound)."""
         self._call("DeleteSketch", pb.DeleteSketchRequest(name=name))
 
-    def decay(self, name: str, factor: float) -> SketchInfo:
-        """Multiply the sketch's arrays by ``factor`` in (0, 1]: forget old losses."""
-        return _wire.info_from_proto(self._call("Decay", pb.DecayRequest(name=name, factor=factor)))
+    def decay(self, name: str, factor: float, *, request_id: str | None = None) -> SketchInfo:
+        """Multiply the sketch's arrays by ``factor`` in (0, 1]: forget old losses. A repeated
+        ``request_id`` is applied once (the default id is fresh, so retries by gRPC are safe)."""
+        request = pb.DecayRequest(
+            name=name,
+            factor=factor,
+            request_id=self._next_request_id() if request_id is None else request_id,
+        )
+        return _wire.info_from_proto(self._call("Decay", request))
 
-    def set_center(self, name: str, center: Any) -> SketchInfo:
-        """Fix the centering vector [dim]; only once, and only while the sketch is empty."""
+    def set_center(self, name: str, center: Any, *, request_id: str | None = None) -> SketchInfo:
+        """Fix the centering vector [dim]; only once, and only while the sketch is empty. A
+        repeated ``request_id`` answers with the sketch instead of failing (FailedPrecondition)."""
         vector = np.asarray(center, dtype=np.float32).reshape(1, -1)
-        request = pb.SetCenterRequest(name=name, center=self._tensor(vector))
+        request = pb.SetCenterRequest(
+            name=name,
+            center=self._tensor(vector),
+            request_id=self._next_request_id() if request_id is None else request_id,
+        )
         return _wire.info_from_proto(self._call("SetCenter", request))
 
     # ----------------------------------------------------------------- the verbs
@@ -328,7 +367,7 @@ class SketchClient:
     ) -> SketchInfo:
         """Restore bytes :meth:`export_sketch` produced as sketch ``name`` (durably, when the
         server keeps a store). An existing sketch is overwritten only with ``replace``
-        (AlreadyExists otherwise)."""
+        (AlreadyExists otherwise). Not retried on UNAVAILABLE (the import may have been applied)."""
         if chunk_bytes < 1:
             raise ValueError(f"chunk_bytes must be >= 1, got {chunk_bytes}")
         data = bytes(data)

@@ -86,7 +86,7 @@ class SketchInfo:
     created_at: datetime
     stats: SketchStats
     digest: str | None = None
-    """Hash of the complete state (only when asked for)."""
+    """Hash of the sketch's content, not its usage counters (only when asked for)."""
     created: bool | None = None
     """From create_sketch: False when an equal sketch already existed."""
 

@@ -231,12 +231,14 @@ class SketchServicer(sketch_pb2_grpc.SketchServiceServicer):
 
     @_unary
     def Decay(self, request: pb.DecayRequest) -> pb.Sketch:
-        return wire.info_to_proto(self.registry.decay(request.name, request.factor))
+        info = self.registry.decay(request.name, request.factor, request.request_id)
+        return wire.info_to_proto(info)
 
     @_unary
     def SetCenter(self, request: pb.SetCenterRequest) -> pb.Sketch:
         center = wire.tensor_from_proto(request.center, "center")
-        return wire.info_to_proto(self.registry.set_center(request.name, center))
+        info = self.registry.set_center(request.name, center, request.request_id)
+        return wire.info_to_proto(info)
 
     @_unary
     def Stats(self, request: pb.StatsRequest) -> pb.StatsResponse:

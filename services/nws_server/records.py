@@ -13,12 +13,13 @@ The ops (one journal record per accepted mutation, in the order the sketch's loc
   ``created_at``.
 * ``update``: ``request_id``; arrays ``embeddings`` (``<f4`` [n, dim], after validation) and
   ``values`` (``<f8`` [n]).
-* ``decay``: ``factor``.
-* ``set_center``: array ``center`` (``<f4`` [dim]).
+* ``decay``: ``factor``, ``request_id`` (empty or absent: none).
+* ``set_center``: ``request_id`` (empty or absent: none); array ``center`` (``<f4`` [dim]).
 * ``delete``: nothing; the sketch's earlier records and snapshot no longer count.
 * ``snapshot`` (the snapshot's payload, not a journal record): ``requested``, ``warmup``,
   ``created_at``, ``sampled``, ``accepted``, ``applied`` (the idempotency window as
-  ``[request_id, observations]`` pairs, oldest first); array ``sketch`` (``|u1``: the engine's own
+  ``[request_id, observations]`` pairs, oldest first: the ids of updates, decays and
+  center settings); array ``sketch`` (``|u1``: the engine's own
   checksummed :meth:`NWSketch.serialize` bytes).
 * ``import``: a journal record with the fields and array of a ``snapshot``: the sketch's whole
   state, as restored by ``ImportSketch`` (it replaces whatever the sketch held before).

@@ -2,8 +2,9 @@
 
 The registry owns the sketches, serialises access to each one with its own lock (the engine is
 not thread-safe), applies the sampling policy with each sketch's warm-up, enforces the limits
-(sketch count, sketch size, batch size, name pattern), deduplicates retried updates by request
-id, and keeps the usage counters (acceptance rate, prior-hit rate, update rates). It raises only
+(sketch count, sketch size, batch size, name pattern), deduplicates retried updates, decays and
+center settings by request id (one window per sketch, persisted with it), and keeps the usage
+counters (acceptance rate, prior-hit rate, update rates). It raises only
 :mod:`nws_server.errors`; it knows nothing of gRPC or HTTP.
 
 Inputs are validated once, here or in the engine, before anything changes: a rejected request
@@ -232,7 +233,8 @@ class _Entry:
         self.warmup = warmup
         self.created_at = time.time() if created_at is None else created_at
         self.lock = threading.Lock()  # serialises every engine call on this sketch
-        self.applied: OrderedDict[str, int] = OrderedDict()  # request id -> observations
+        # idempotency window of Update, Decay and SetCenter: request id -> observations after it
+        self.applied: OrderedDict[str, int] = OrderedDict()
         # durability: the last journal record written, the last one a snapshot covers; the
         # snapshot lock orders snapshot writes (and delete) of this sketch; taken before `lock`
         self.seq = 0
@@ -456,11 +458,7 @@ class SketchRegistry:
     def update(self, name: str, embeddings: Any, values: Any, request_id: str = "") -> UpdateResult:
         """Apply observed values; a request id applied before is acknowledged, not re-applied."""
         entry = self._entry(name)
-        if len(request_id) > MAX_REQUEST_ID_CHARS:
-            raise InvalidArgument(
-                f"request_id must be at most {MAX_REQUEST_ID_CHARS} characters, "
-                f"got {len(request_id)}"
-            )
+        _check_request_id(request_id)
         x = self._batch(entry, embeddings)
         if x.shape[0] == 0:
             raise InvalidArgument("update needs at least one row, got an empty batch")
@@ -483,25 +481,41 @@ class SketchRegistry:
             self._on_values(name, "observed", y.numpy())
         return UpdateResult(request_id, observations, duplicate=False)
 
-    def decay(self, name: str, factor: float) -> SketchInfo:
+    def decay(self, name: str, factor: float, request_id: str = "") -> SketchInfo:
+        """Multiply the sketch's arrays by ``factor``; a request id applied before (an Update,
+        Decay or SetCenter id of this sketch's window) is answered without decaying again."""
         entry = self._entry(name)
+        _check_request_id(request_id)
         if not (isinstance(factor, (int, float)) and 0.0 < factor <= 1.0):
             raise InvalidArgument(f"decay factor must be in (0, 1], got {factor}")
         with entry.lock:
             self._check_live(entry)
-            if self.store is not None:
-                entry.seq = self._journal(name, records.encode("decay", {"factor": float(factor)}))
-            entry.sketch.decay(float(factor))
+            if not (request_id and request_id in entry.applied):
+                if self.store is not None:
+                    record = records.encode(
+                        "decay", {"factor": float(factor), "request_id": request_id}
+                    )
+                    entry.seq = self._journal(name, record)
+                entry.sketch.decay(float(factor))
+                self._remember(entry, request_id)
         return self._info(entry)
 
-    def set_center(self, name: str, center: Any) -> SketchInfo:
+    def set_center(self, name: str, center: Any, request_id: str = "") -> SketchInfo:
+        """Fix the centering vector; a request id applied before (the retry of the call that set
+        it) is answered with the sketch as it is rather than FailedPrecondition."""
         entry = self._entry(name)
+        _check_request_id(request_id)
         with entry.lock:
             self._check_live(entry)
-            c = entry.sketch.check_center(center)
-            if self.store is not None:
-                entry.seq = self._journal(name, records.encode("set_center", center=c.numpy()))
-            entry.sketch.set_center(c)
+            if not (request_id and request_id in entry.applied):
+                c = entry.sketch.check_center(center)
+                if self.store is not None:
+                    record = records.encode(
+                        "set_center", {"request_id": request_id}, center=c.numpy()
+                    )
+                    entry.seq = self._journal(name, record)
+                entry.sketch.set_center(c)
+                self._remember(entry, request_id)
         return self._info(entry)
 
     # ----------------------------------------------------------------- export / import
@@ -686,10 +700,14 @@ class SketchRegistry:
                         x = torch.from_numpy(rec.arrays["embeddings"])
                         y = torch.from_numpy(rec.arrays["values"])
                         self._apply_update(entry, x, y, request_id)
-                elif rec.op == "decay":
-                    entry.sketch.decay(float(rec.fields["factor"]))
-                elif rec.op == "set_center":
-                    entry.sketch.set_center(torch.from_numpy(rec.arrays["center"]))
+                elif rec.op in ("decay", "set_center"):
+                    request_id = str(rec.fields.get("request_id", ""))  # none in older journals
+                    if not (request_id and request_id in entry.applied):  # as live, as above
+                        if rec.op == "decay":
+                            entry.sketch.decay(float(rec.fields["factor"]))
+                        else:
+                            entry.sketch.set_center(torch.from_numpy(rec.arrays["center"]))
+                        self._remember(entry, request_id)
                 else:
                     raise DataCorruption(f"unexpected {rec.op} record in a journal")
             except (NWSError, KeyError, TypeError, ValueError) as exc:
@@ -733,13 +751,17 @@ class SketchRegistry:
     ) -> int:
         """Apply a validated update and remember its request id; the caller holds the lock."""
         entry.sketch.update(x, y)
-        observations = entry.sketch.observations
+        self._remember(entry, request_id)
+        return entry.sketch.observations
+
+    def _remember(self, entry: _Entry, request_id: str) -> None:
+        """Put an applied request id in the sketch's idempotency window; the caller holds the
+        lock."""
         window = self.limits.idempotency_window
         if request_id and window:
-            entry.applied[request_id] = observations
+            entry.applied[request_id] = entry.sketch.observations
             while len(entry.applied) > window:
                 entry.applied.popitem(last=False)
-        return observations
 
     def _journal(self, name: str, record: bytes) -> int:
         """Append a record to the sketch's journal; durable on return. 0 without a store."""
@@ -798,6 +820,13 @@ def estimated_bytes(config: SketchConfig) -> int:
     if config.buckets is not None:
         total += 16 * config.rows
     return total
+
+
+def _check_request_id(request_id: str) -> None:
+    if len(request_id) > MAX_REQUEST_ID_CHARS:
+        raise InvalidArgument(
+            f"request_id must be at most {MAX_REQUEST_ID_CHARS} characters, got {len(request_id)}"
+        )
 
 
 def _check_name(name: str) -> None:

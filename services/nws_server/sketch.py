@@ -406,6 +406,15 @@ class NWSketch:
     # ----------------------------------------------------------------- persistence
     def serialize(self) -> bytes:
         """Versioned, checksummed bytes: config, counters, hash parameters, center, arrays."""
+        header, arrays = self._content()
+        header["counters"].update(
+            estimates=self._estimates, prior_hits=self._prior_hits, updates=self._updates
+        )
+        return _pack(header, arrays)
+
+    def _content(self) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
+        """The header and arrays of the sketch's content: config (with seed and center), hash
+        parameters, the two arrays and the observation totals; no usage counters."""
         arrays: dict[str, torch.Tensor] = {"projections": self._hasher.projections}
         if self._hasher.pool_index is not None:
             arrays["pool_index"] = self._hasher.pool_index
@@ -422,21 +431,16 @@ class NWSketch:
         else:
             arrays["top"] = self._top
             arrays["bottom"] = self._bottom
-        return _pack(
-            {
-                "layout": layout,
-                "config": self._config.to_dict(),
-                "counters": {
-                    "observations": self._observations,
-                    "weight": self._weight,
-                    "value_sum": self._value_sum,
-                    "estimates": self._estimates,
-                    "prior_hits": self._prior_hits,
-                    "updates": self._updates,
-                },
+        header: dict[str, Any] = {
+            "layout": layout,
+            "config": self._config.to_dict(),
+            "counters": {
+                "observations": self._observations,
+                "weight": self._weight,
+                "value_sum": self._value_sum,
             },
-            arrays,
-        )
+        }
+        return header, arrays
 
     @classmethod
     def deserialize(cls, data: bytes, device: str | torch.device = "cpu") -> NWSketch:
@@ -483,8 +487,12 @@ class NWSketch:
         return sketch
 
     def digest(self) -> str:
-        """A hash of the complete state, for equality checks."""
-        return hashlib.blake2b(self.serialize(), digest_size=16).hexdigest()
+        """A hash of the sketch's content, for equality checks: config (seed, center), hash
+        parameters, the two arrays and the observation totals (count, decayed weight and value
+        sum). Usage counters (estimates, prior hits, update calls) are left out: reads do not
+        change the digest, and equal content fed in different batches has equal digests."""
+        header, arrays = self._content()
+        return hashlib.blake2b(_pack(header, arrays), digest_size=16).hexdigest()
 
     # ----------------------------------------------------------------- internals
     def _set_center_tensor(self, center: tuple[float, ...] | None) -> None:

@@ -125,6 +125,66 @@ def test_restore_equals_the_registry_that_wrote_the_store(tmp_path: Path) -> Non
     assert again.get("gone").status.observations == 0
 
 
+def test_a_sketch_restored_from_its_journal_has_the_live_digest_after_reads(
+    tmp_path: Path,
+) -> None:
+    """Reads (Score, Sample) are not journaled, and the digest does not cover them."""
+    live = _registry(FileStore(tmp_path))
+    live.create("s", CONFIG)
+    live.set_center("s", np.full(DIM, 0.25, np.float32))
+    x, y = _batch(0)
+    live.update("s", x, y, request_id="r0")
+    before = _digest(live)
+    live.score("s", x)
+    live.score("s", -x * 50)  # prior hits too
+    live.sample("s", x, 0.5, seed=1)
+    live.decay("s", 0.5)
+    live.update("s", *_batch(1))
+    live.score("s", x)
+    assert live.get("s").status.estimates == 3 * x.shape[0] + x.shape[0]
+    restored = _registry(FileStore(tmp_path))
+    assert restored.restore().snapshots == 0  # from the journal alone
+    assert restored.get("s").status.estimates == 0
+    assert _digest(restored) == _digest(live) != before
+    live.score("s", x)
+    assert _digest(restored) == _digest(live)
+
+
+@pytest.mark.parametrize("snapshot", [False, True])
+def test_retried_decay_and_set_center_apply_once_also_after_a_restart(
+    tmp_path: Path, snapshot: bool
+) -> None:
+    """A Decay or SetCenter whose reply was lost, sent again with its request id: applied once,
+    whether the retry reaches the same registry or one restored from the store."""
+    live = _registry(FileStore(tmp_path))
+    live.create("s", CONFIG)
+    center = np.full(DIM, 0.25, np.float32)
+    live.set_center("s", center, request_id="c1")
+    # the retry of the call that set the center succeeds instead of FailedPrecondition
+    assert live.set_center("s", center, request_id="c1").config.center == tuple([0.25] * DIM)
+    with pytest.raises(FailedPrecondition, match="frozen"):
+        live.set_center("s", center, request_id="c2")  # another call is still refused
+    x, y = _batch(0, 8)
+    live.update("s", x, y, request_id="u1")
+    assert live.decay("s", 0.5, request_id="d1").status.total_weight == 4.0
+    assert live.decay("s", 0.5, request_id="d1").status.total_weight == 4.0  # not 2.0
+    once = _digest(live)
+    if snapshot:
+        live.snapshot()
+    restored = _registry(FileStore(tmp_path))
+    assert restored.restore().snapshots == int(snapshot)
+    assert _digest(restored) == once
+    assert restored.decay("s", 0.5, request_id="d1").status.total_weight == 4.0
+    assert restored.set_center("s", center, request_id="c1").status.observations == 8
+    assert restored.update("s", x, y, request_id="u1").duplicate
+    assert _digest(restored) == once
+    assert restored.decay("s", 0.5, request_id="d2").status.total_weight == 2.0  # a new id
+    assert live.decay("s", 0.5, request_id="").status.total_weight == 2.0  # no id: no dedup
+    assert live.decay("s", 0.5).status.total_weight == 1.0
+    with pytest.raises(InvalidArgument, match="request_id"):
+        live.decay("s", 0.5, request_id="x" * 200)
+
+
 def test_rejected_requests_write_nothing(tmp_path: Path) -> None:
     store = FlakyStore(tmp_path)
     registry = _registry(store)

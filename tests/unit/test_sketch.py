@@ -379,3 +379,35 @@ def test_cpu_and_cuda_assign_identical_buckets():
     gpu.update(x, y)
     assert torch.equal(cpu.bottom, gpu.bottom.cpu())
     assert torch.allclose(cpu.estimate(x).values, gpu.estimate(x).values, rtol=1e-9)
+
+
+def test_the_digest_covers_the_content_not_the_read_counters():
+    sketch = NWSketch(SMALL)
+    x, y = np.random.default_rng(0).standard_normal((12, DIM)).astype(np.float32), np.arange(12.0)
+    sketch.update(x, y)
+    before, serialized = sketch.digest(), sketch.serialize()
+    sketch.estimate(x)  # reads: counted in the usage statistics ...
+    sketch.estimate(-x[:3] * 100)
+    assert sketch.stats.estimates == 15
+    assert sketch.serialize() != serialized  # ... which the serialization keeps
+    assert sketch.digest() == before  # but the digest leaves them out
+    restored = NWSketch.deserialize(serialized)
+    assert restored.stats.estimates == 0 and restored.digest() == before
+    # equal content fed in other batches has an equal digest (update calls are usage too)
+    split = NWSketch(SMALL)
+    split.update(x[:5], y[:5])
+    split.update(x[5:], y[5:])
+    assert split.stats.updates == 2 and split.digest() == before
+    # every part of the content changes it
+    for change in (
+        lambda s: s.update(x[:1], y[:1]),
+        lambda s: s.decay(0.5),
+        lambda s: s.merge(NWSketch.deserialize(serialized)),
+    ):
+        other = NWSketch.deserialize(serialized)
+        change(other)
+        assert other.digest() != before
+    centered, plain = NWSketch(SMALL), NWSketch(SMALL)
+    centered.set_center(np.full(DIM, 0.5, np.float32))
+    assert centered.digest() != plain.digest()
+    assert NWSketch(SketchConfig(dim=DIM, rows=16, bits=6, seed=4)).digest() != plain.digest()

@@ -268,20 +268,24 @@ class UpdateAck(_message.Message):
     def __init__(self, request_id: _Optional[str] = ..., code: _Optional[int] = ..., message: _Optional[str] = ..., observations: _Optional[int] = ..., duplicate: _Optional[bool] = ...) -> None: ...
 
 class DecayRequest(_message.Message):
-    __slots__ = ("name", "factor")
+    __slots__ = ("name", "factor", "request_id")
     NAME_FIELD_NUMBER: _ClassVar[int]
     FACTOR_FIELD_NUMBER: _ClassVar[int]
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
     name: str
     factor: float
-    def __init__(self, name: _Optional[str] = ..., factor: _Optional[float] = ...) -> None: ...
+    request_id: str
+    def __init__(self, name: _Optional[str] = ..., factor: _Optional[float] = ..., request_id: _Optional[str] = ...) -> None: ...
 
 class SetCenterRequest(_message.Message):
-    __slots__ = ("name", "center")
+    __slots__ = ("name", "center", "request_id")
     NAME_FIELD_NUMBER: _ClassVar[int]
     CENTER_FIELD_NUMBER: _ClassVar[int]
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
     name: str
     center: Tensor
-    def __init__(self, name: _Optional[str] = ..., center: _Optional[_Union[Tensor, _Mapping]] = ...) -> None: ...
+    request_id: str
+    def __init__(self, name: _Optional[str] = ..., center: _Optional[_Union[Tensor, _Mapping]] = ..., request_id: _Optional[str] = ...) -> None: ...
 
 class StatsRequest(_message.Message):
     __slots__ = ("name",)

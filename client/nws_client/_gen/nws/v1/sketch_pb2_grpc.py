@@ -173,7 +173,8 @@ class SketchServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def Decay(self, request, context):
-        """Multiply the sketch's arrays by a factor in (0, 1]: forget old losses.
+        """Multiply the sketch's arrays by a factor in (0, 1]: forget old losses. A request_id seen
+        recently is answered with the sketch as it is, without decaying it again.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -181,7 +182,8 @@ class SketchServiceServicer:
 
     def SetCenter(self, request, context):
         """Fix the centering vector subtracted before hashing. Allowed once, while the sketch is empty
-        (FAILED_PRECONDITION otherwise).
+        (FAILED_PRECONDITION otherwise). A request_id seen recently (the call that set the center) is
+        answered with the sketch as it is, not with FAILED_PRECONDITION.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
