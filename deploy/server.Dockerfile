@@ -9,8 +9,9 @@
 #
 # Two stages: `build` makes a virtual environment of pinned wheels (torch from the PyTorch index
 # of the chosen flavour, everything else pinned by requirements.lock, used as a constraints file so
-# that only the runtime dependencies are installed); the final stage copies that environment onto
-# a fresh base with nothing but Python, and runs as an unprivileged user.
+# that only the server role's dependencies are installed: `nws[server]`, no trainer packages); the
+# final stage copies that environment onto a fresh base with nothing but Python, and runs as an
+# unprivileged user.
 
 ARG BASE_IMAGE=nvidia/cuda:12.8.1-base-ubuntu24.04
 
@@ -34,8 +35,9 @@ RUN pip install --index-url "${TORCH_INDEX}" "torch==${TORCH_VERSION}"
 COPY requirements.lock pyproject.toml README.md ./
 COPY services services
 COPY client client
+# The one distribution builds from all three folders; the `server` extra picks the dependencies.
 COPY trainer trainer
-RUN pip install --constraint requirements.lock .
+RUN pip install --constraint requirements.lock ".[server]"
 
 FROM ${BASE_IMAGE}
 ENV DEBIAN_FRONTEND=noninteractive

