@@ -79,6 +79,19 @@ def test_every_strategy_runs_and_writes_well_formed_outputs(
         assert last["examples_forwarded"] == last["examples_backpropagated"]
     if strategy != "full":
         assert 0 < result.summary["acceptance_rate"] <= 1
+    # The compute ledger: what the benchmarks price (nws_trainer.compute).
+    ledger = last["ledger"]
+    assert ledger["grad_examples"] == last["examples_backpropagated"]
+    assert ledger["nograd_examples"] == last["examples_forwarded"] - ledger["grad_examples"]
+    assert ledger["grad_examples"] <= ledger["grad_tokens"]
+    assert ledger["grad_tokens"] <= ledger["grad_examples"] * cfg.max_seq_len
+    assert ledger["steps"] == last["step"]
+    assert (ledger["nograd_tokens"] > 0) == (strategy in ("nws-live", "selective-backprop"))
+    assert (ledger["embedding_examples"] > 0) == (strategy == "nws")
+    for key in ("steps", "grad_tokens", "nograd_tokens", "select_seconds"):
+        assert [r["ledger"][key] for r in rows] == sorted(r["ledger"][key] for r in rows)
+    counts = ("steps", "grad_examples", "grad_tokens", "nograd_examples", "nograd_tokens")
+    assert {k: result.summary["ledger"][k] for k in counts} == {k: ledger[k] for k in counts}
     if strategy in ("nws", "nws-live"):
         endpoint = result.summary["sketch_endpoint"]
         assert endpoint.startswith("embedded") if shared is None else endpoint == shared

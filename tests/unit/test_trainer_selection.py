@@ -157,3 +157,31 @@ def test_sketch_selector_over_the_in_process_backend() -> None:
     backend.close()
     with pytest.raises(RuntimeError, match="cannot be shared"):
         backend.spec().open()
+
+
+def test_rs2_trains_a_fresh_subset_each_epoch_without_replacement() -> None:
+    from nws_trainer.selection import RS2Selector
+
+    n, ratio = 103, 0.25
+    sel = RS2Selector(n, ratio, seed=3)
+    m = sel.per_epoch()
+    assert m == round(ratio * n)
+    seen: list[np.ndarray] = []
+    for epoch in range(8):
+        # The loader hands the selector an epoch's permutation in chunks: the subset is the
+        # same whatever the chunking.
+        perm = np.random.default_rng(epoch).permutation(n)
+        parts = [sel(perm[i : i + 16], seed=0, epoch=epoch) for i in range(0, n, 16)]
+        kept = np.concatenate([c.indices[c.accepted] for c in parts])
+        assert kept.size == m and np.unique(kept).size == m
+        assert all(np.array_equal(c.weights, c.accepted.astype(float)) for c in parts)  # weight 1
+        seen.append(np.sort(kept))
+    # No row repeats until every row has been drawn once: the first 4 epochs (4 * 26 = 104 >= 103
+    # draws) cover every row, with exactly one repeat where the walk wraps into a new permutation.
+    first = np.concatenate(seen[:4])
+    assert np.unique(first).size == n and first.size == n + 1
+    assert np.unique(np.concatenate(seen[:3])).size == 3 * m
+    # Reproducible for a seed, different for another.
+    again = RS2Selector(n, ratio, seed=3)
+    assert np.array_equal(np.flatnonzero(again.subset(5)), seen[5])
+    assert not np.array_equal(np.flatnonzero(RS2Selector(n, ratio, seed=4).subset(0)), seen[0])

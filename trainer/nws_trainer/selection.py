@@ -233,33 +233,39 @@ class RS2Selector:
     """The ``rs2`` strategy (Okanovic et al., "Repeated Random Sampling for Minimizing the
     Time-to-Accuracy of Learning", ICLR 2024), without replacement: every epoch trains a fresh
     random subset of ``ratio * n`` rows, weight 1, drawn so that no row repeats until every row
-    has been drawn once (the run walks seeded permutations of the rows, one slice an epoch)."""
+    has been drawn once. The draws walk seeded permutations of the rows one after another; an
+    epoch that reaches the end of one permutation completes its subset from the next, skipping
+    rows it already holds."""
 
     n: int
     ratio: float
     seed: int
-    _subsets: dict[int, np.ndarray] = field(default_factory=dict, init=False, repr=False)
+    _epoch: int = field(default=-1, init=False, repr=False)
+    _position: int = field(default=0, init=False, repr=False)
+    _mask: np.ndarray = field(default_factory=lambda: np.zeros(0, bool), init=False, repr=False)
 
     def per_epoch(self) -> int:
-        return max(1, round(self.ratio * self.n))
+        return min(self.n, max(1, round(self.ratio * self.n)))
+
+    def _permutation(self, cycle: int) -> np.ndarray:
+        return np.random.default_rng([self.seed, cycle, 0x2520]).permutation(self.n)
 
     def subset(self, epoch: int) -> np.ndarray:
-        """bool [n]: the rows epoch ``epoch`` trains."""
-        if epoch not in self._subsets:
-            m = self.per_epoch()
-            start = epoch * m  # position in the endless walk over permutations
-            rows: list[np.ndarray] = []
-            while m > 0:
-                cycle, offset = divmod(start, self.n)
-                perm = np.random.default_rng([self.seed, cycle, 0x2520]).permutation(self.n)
-                take = perm[offset : offset + m]
-                rows.append(take)
-                m -= take.size
-                start += take.size
+        """bool [n]: the rows epoch ``epoch`` trains (epochs are walked in order, from 0)."""
+        if epoch < self._epoch:
+            self._epoch, self._position = -1, 0  # asked for an earlier epoch: walk again
+        while self._epoch < epoch:
             mask = np.zeros(self.n, dtype=bool)
-            mask[np.concatenate(rows)] = True
-            self._subsets = {epoch: mask}  # epochs come in order: keep one
-        return self._subsets[epoch]
+            need = self.per_epoch()
+            while need > 0:
+                cycle, offset = divmod(self._position, self.n)
+                segment = self._permutation(cycle)[offset : offset + need]
+                self._position += segment.size
+                fresh = segment[~mask[segment]]
+                mask[fresh] = True
+                need -= fresh.size
+            self._epoch, self._mask = self._epoch + 1, mask
+        return self._mask
 
     def __call__(self, indices: np.ndarray, seed: int, epoch: int = 0) -> SelectedChunk:
         start = time.perf_counter()
