@@ -131,6 +131,9 @@ def stats_from_proto(msg: pb.SketchStats) -> SketchStats:
         updates_per_second=msg.updates_per_second,
         observations_per_second=msg.observations_per_second,
         in_warmup=msg.in_warmup,
+        keep_ratio=msg.keep_ratio if msg.HasField("keep_ratio") else None,
+        priority_cv=msg.priority_cv if msg.HasField("priority_cv") else None,
+        variance_factor=msg.variance_factor if msg.HasField("variance_factor") else None,
     )
 
 

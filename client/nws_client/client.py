@@ -15,7 +15,10 @@ does (after gRPC's retries and within the call's deadline):
 * ``"accept_all"``: keep every row with weight 1 and probability 1: plain training on the full
   candidate batch, unbiased, no selection; the estimates are NaN;
 * ``"uniform"``: keep each row with probability ``ratio`` and weight ``1 / ratio``: unbiased,
-  and the compute saving of the target ratio is kept.
+  and the compute saving of the target ratio is kept. Under ``ratio="auto"`` there is no target
+  ratio to keep (the server chooses it from estimates the client does not have), so ``"uniform"``
+  keeps every row (ratio 1, weight 1): the safe choice, since sampling without priorities never
+  pays in the noise-dominated regime.
 
 Such answers carry ``fallback=True`` and are counted in :meth:`SketchClient.client_stats`.
 Background updates (:meth:`SketchClient.update_async`) stay buffered, up to
@@ -65,6 +68,7 @@ from nws_client.results import (
 log = logging.getLogger("nws_client")
 
 OnUnavailable = Literal["raise", "accept_all", "uniform"]
+Ratio = float | Literal["auto"]
 SketchInfos = list[SketchInfo]
 T = TypeVar("T")
 
@@ -266,7 +270,7 @@ class SketchClient:
         self,
         name: str,
         embeddings: Any,
-        ratio: float,
+        ratio: Ratio,
         *,
         p_min: float | None = None,
         seed: int | None = None,
@@ -274,18 +278,33 @@ class SketchClient:
         rank: bool = False,
         baseline_quantile: float | None = None,
         temper: float | None = None,
+        ratio_min: float | None = None,
+        auto_threshold: float | None = None,
     ) -> SampleResult:
         """Which rows to keep, with importance weights: ``mean(probabilities) == ratio``.
 
-        ``p_min`` floors every keep probability (server default min(0.05, ratio)); ``seed``
-        makes the draw reproducible. During the sketch's warm-up every row is kept with weight 1.
-        Policy levers (server defaults: the paper's p ∝ estimate, weights 1/p): ``power``
-        sharpens the priorities (estimate ** power), ``rank`` uses the estimates' ranks within the
-        batch, ``baseline_quantile`` subtracts that quantile first, ``temper`` in [0, 1] makes the
-        weights (1/p) ** temper (below 1: biased towards hard examples, lower variance).
+        ``ratio="auto"`` lets the server choose the keep ratio of this request from the predicted
+        variance reduction of the estimates (docs/sampling.md): at least ``ratio_min`` (server
+        default 0.3), and 1 while the predicted gain is under 1 + ``auto_threshold`` (default
+        0.05); the result's ``ratio``, ``cv`` and ``variance_factor`` say what it chose and why.
+        ``p_min`` floors every keep probability (server default min(0.05, ratio), under auto
+        min(0.05, ratio_min)); ``seed`` makes the draw reproducible. During the sketch's warm-up
+        every row is kept with weight 1 (``ratio`` 1). Policy levers (server defaults: the
+        paper's p ∝ estimate, weights 1/p): ``power`` sharpens the priorities (estimate **
+        power), ``rank`` uses the estimates' ranks within the batch, ``baseline_quantile``
+        subtracts that quantile first, ``temper`` in [0, 1] makes the weights (1/p) ** temper
+        (below 1: biased towards hard examples, lower variance).
         """
         x = _wire.as_batch(embeddings)
-        request = pb.SampleRequest(name=name, embeddings=self._tensor(x), ratio=ratio, rank=rank)
+        auto = _is_auto(ratio)
+        target = 0.0 if auto else float(ratio)  # 0: unset, the server chooses
+        request = pb.SampleRequest(
+            name=name, embeddings=self._tensor(x), ratio=target, rank=rank, auto_ratio=auto
+        )
+        if ratio_min is not None:
+            request.ratio_min = ratio_min
+        if auto_threshold is not None:
+            request.auto_threshold = auto_threshold
         if p_min is not None:
             request.p_min = p_min
         if seed is not None:
@@ -301,7 +320,11 @@ class SketchClient:
         except (Unavailable, DeadlineExceeded) as exc:
             if self.on_unavailable == "raise":
                 raise
-            return self._fallback_sample(x.shape[0], ratio, seed, exc)
+            if auto:
+                _check_auto(ratio_min, auto_threshold, exc)
+            elif ratio_min is not None or auto_threshold is not None:
+                raise InvalidArgument("ratio_min and auto_threshold need ratio='auto'") from exc
+            return self._fallback_sample(x.shape[0], 1.0 if auto else target, seed, exc)
         return SampleResult(
             accepted=np.array(response.accepted, dtype=bool),
             weights=np.array(response.weights, dtype=np.float64),
@@ -309,6 +332,10 @@ class SketchClient:
             estimates=np.array(response.estimates, dtype=np.float64),
             prior_used=np.array(response.prior_used, dtype=bool),
             warmup=response.warmup,
+            # a server from before the automatic ratio answers 0: the ratio it drew with
+            ratio=response.ratio or (1.0 if response.warmup else target),
+            cv=response.cv,
+            variance_factor=response.variance_factor or 1.0,
         )
 
     def update(
@@ -576,4 +603,28 @@ class SketchClient:
             prior_used=np.zeros(n, dtype=bool),
             warmup=False,
             fallback=True,
+            ratio=float(probabilities[0]) if n else float(ratio),
+            variance_factor=1.0,
         )
+
+
+def _is_auto(ratio: Ratio) -> bool:
+    if isinstance(ratio, str):
+        if ratio != "auto":
+            raise InvalidArgument(f"ratio must be a number in (0, 1] or 'auto', got {ratio!r}")
+        return True
+    return False
+
+
+def _check_auto(ratio_min: float | None, auto_threshold: float | None, exc: Exception) -> None:
+    """The server's checks of the automatic ratio's settings, for a fallback answer."""
+    if ratio_min is not None and not (
+        isinstance(ratio_min, (int, float)) and 0.0 < ratio_min <= 1.0
+    ):
+        raise InvalidArgument(f"ratio_min must be in (0, 1], got {ratio_min!r}") from exc
+    if auto_threshold is not None and not (
+        isinstance(auto_threshold, (int, float)) and 0.0 <= auto_threshold < float("inf")
+    ):
+        raise InvalidArgument(
+            f"auto_threshold must be a finite number >= 0, got {auto_threshold!r}"
+        ) from exc

@@ -74,6 +74,12 @@ class SketchStats:
     observations_per_second: float
     in_warmup: bool
     """Sample keeps every row while this is true."""
+    keep_ratio: float | None = None
+    """Keep ratio of the last Sample; None before the first (not persisted by the server)."""
+    priority_cv: float | None = None
+    """Smoothed coefficient of variation of the estimates of recent Samples after warm-up."""
+    variance_factor: float | None = None
+    """Predicted variance factor of the last Sample."""
 
 
 @dataclass(frozen=True)
@@ -116,6 +122,15 @@ class SampleResult:
     """The sketch was in its warm-up: every row kept with weight 1."""
     fallback: bool = False
     """The server was unreachable and the client's ``on_unavailable`` policy answered."""
+    ratio: float | None = None
+    """The keep ratio drawn with (the mean of ``probabilities``): the server's choice under
+    ``ratio="auto"``, else the requested ratio; 1 during warm-up (and in a fallback under auto)."""
+    cv: float | None = None
+    """The sketch's smoothed coefficient of variation of the estimates (the predicted gain of
+    importance sampling is 1 + cv**2); None in a fallback answer."""
+    variance_factor: float | None = None
+    """Predicted second moment of the weighted gradient relative to uniform sampling at the
+    same ratio (sampling pays when it is <= ratio); 1 in a fallback answer (uniform p)."""
 
     @property
     def indices(self) -> np.ndarray:

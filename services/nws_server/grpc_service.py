@@ -186,6 +186,7 @@ class SketchServicer(sketch_pb2_grpc.SketchServiceServicer):
                 ),
                 temper=request.temper if request.HasField("temper") else 1.0,
             ),
+            auto=wire.auto_ratio_from_proto(request),
         )
         return pb.SampleResponse(
             accepted=result.accepted.tolist(),
@@ -194,6 +195,9 @@ class SketchServicer(sketch_pb2_grpc.SketchServiceServicer):
             estimates=result.estimates.tolist(),
             prior_used=result.prior_used.tolist(),
             warmup=result.warmup,
+            ratio=result.ratio,
+            cv=result.cv,
+            variance_factor=result.variance_factor,
         )
 
     @_unary

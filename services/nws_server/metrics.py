@@ -131,6 +131,18 @@ class _SketchCollector(Collector):
             "bytes": ("nws_sketch_memory_bytes", "Memory of the arrays and hash parameters."),
             "acceptance_rate": ("nws_sketch_acceptance_ratio", "Kept / offered rows of Sample."),
             "prior_hit_rate": ("nws_sketch_prior_hit_ratio", "Prior hits / scored rows."),
+            "keep_ratio": (
+                "nws_sketch_keep_ratio",
+                "Keep ratio of the last Sample (auto's choice, the requested one, 1 in warm-up).",
+            ),
+            "priority_cv": (
+                "nws_sketch_priority_cv",
+                "Smoothed coefficient of variation of the estimates of recent Samples.",
+            ),
+            "variance_factor": (
+                "nws_sketch_variance_factor",
+                "Predicted variance factor of the last Sample, relative to uniform sampling.",
+            ),
         }
         counter_families = {
             key: CounterMetricFamily(f"nws_sketch_{key}", doc, labels=["sketch"])

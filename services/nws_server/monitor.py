@@ -8,7 +8,9 @@
   :attr:`Monitor.interval_s` (a background thread of the server calls it every second, and each
   request for the series calls it too); each point holds the rates *over the interval since the
   previous point*: acceptance rate, prior-hit rate, updates/s, observations/s and rows offered to
-  Sample per second. The last :attr:`Monitor.points` points are kept.
+  Sample per second, plus the automatic keep ratio's gauges as they stand at the point (the last
+  Sample's keep ratio and variance factor, the smoothed CV). The last :attr:`Monitor.points`
+  points are kept.
 
 Nothing here changes a sketch; the core only calls the one :meth:`~Monitor.record` hook.
 """
@@ -91,6 +93,12 @@ class Point:
     """Rows offered to Sample per second."""
     observations: int
     """The sketch's observation count at the sample."""
+    keep_ratio: float | None = None
+    """Keep ratio of the sketch's last Sample at the sample; None before the first."""
+    priority_cv: float | None = None
+    """The smoothed coefficient of variation of the estimates at the sample."""
+    variance_factor: float | None = None
+    """Predicted variance factor of the sketch's last Sample at the sample."""
 
 
 @dataclass
@@ -103,6 +111,9 @@ class _Counters:
     prior_hits: int
     updates: int
     observations: int
+    keep_ratio: float | None
+    priority_cv: float | None
+    variance_factor: float | None
 
     @classmethod
     def of(cls, status: SketchStatus, wall: float, clock: float) -> _Counters:
@@ -115,6 +126,9 @@ class _Counters:
             status.prior_hits,
             status.updates,
             status.observations,
+            status.keep_ratio,
+            status.priority_cv,
+            status.variance_factor,
         )
 
 
@@ -260,4 +274,7 @@ def _point(before: _Counters, after: _Counters) -> Point:
         observations_per_second=max(0, after.observations - before.observations) / seconds,
         sampled_per_second=max(0, sampled) / seconds,
         observations=after.observations,
+        keep_ratio=after.keep_ratio,
+        priority_cv=after.priority_cv,
+        variance_factor=after.variance_factor,
     )

@@ -4,7 +4,8 @@ The registry owns the sketches, serialises access to each one with its own lock 
 not thread-safe), applies the sampling policy with each sketch's warm-up, enforces the limits
 (sketch count, sketch size, batch size, name pattern), deduplicates retried updates, decays and
 center settings by request id (one window per sketch, persisted with it), and keeps the usage
-counters (acceptance rate, prior-hit rate, update rates). It raises only
+counters (acceptance rate, prior-hit rate, update rates, and the moving average of the automatic
+keep ratio, :mod:`nws_server.keep_ratio`). It raises only
 :mod:`nws_server.errors`; it knows nothing of gRPC or HTTP.
 
 Inputs are validated once, here or in the engine, before anything changes: a rejected request
@@ -31,7 +32,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from nws_server import policy, records
+from nws_server import keep_ratio, policy, records
 from nws_server.batching import Coalescer
 from nws_server.errors import (
     AlreadyExists,
@@ -99,6 +100,12 @@ class SampleResult:
     prior_used: np.ndarray
     warmup: bool
     """The sketch was in its warm-up: every row kept with weight 1."""
+    ratio: float = 1.0
+    """The keep ratio drawn with: the requested one, auto's choice, or 1 during warm-up."""
+    cv: float = 0.0
+    """The sketch's smoothed CV of the priorities after this request (:mod:`keep_ratio`)."""
+    variance_factor: float = 1.0
+    """Predicted second moment of the weighted gradient relative to uniform sampling."""
 
 
 @dataclass(frozen=True)
@@ -129,6 +136,12 @@ class SketchStatus:
     updates_per_second: float
     observations_per_second: float
     in_warmup: bool
+    keep_ratio: float | None = None
+    """Keep ratio of the last Sample; None before the first (not persisted)."""
+    priority_cv: float | None = None
+    """Smoothed CV of the priorities of recent Samples after warm-up (not persisted)."""
+    variance_factor: float | None = None
+    """Predicted variance factor of the last Sample (not persisted)."""
 
 
 @dataclass(frozen=True)
@@ -246,6 +259,7 @@ class _Entry:
         self.accepted = 0
         self.update_rate = RateMeter()
         self.observation_rate = RateMeter()
+        self.keep = keep_ratio.KeepRatioState()  # usage statistic, not persisted
         self._coalescer: Coalescer[tuple[Estimates, int]] | None = None
         if batching.enabled:
             self._coalescer = Coalescer(
@@ -284,6 +298,7 @@ class _Entry:
             sampled, accepted = self.sampled, self.accepted
             updates_per_second = self.update_rate.rate()
             observations_per_second = self.observation_rate.rate()
+        last_ratio, cv, factor = self.keep.read()
         return SketchStatus(
             observations=s.observations,
             total_weight=s.total_weight,
@@ -300,6 +315,9 @@ class _Entry:
             updates_per_second=updates_per_second,
             observations_per_second=observations_per_second,
             in_warmup=policy.in_warmup(s.observations, self.warmup),
+            keep_ratio=last_ratio,
+            priority_cv=cv,
+            variance_factor=factor,
         )
 
 
@@ -425,13 +443,21 @@ class SketchRegistry:
         p_min: float | None = None,
         seed: int | None = None,
         rule: policy.SamplingPolicy | None = None,
+        auto: keep_ratio.AutoRatio | None = None,
     ) -> SampleResult:
         """Score and draw; p_min defaults to min(policy.DEFAULT_P_MIN, ratio).
 
         ``rule`` shapes priorities and weights (:class:`policy.SamplingPolicy`); default: the
-        paper's p ∝ estimate with 1/p weights."""
+        paper's p ∝ estimate with 1/p weights. With ``auto`` the keep ratio is chosen per
+        request (:mod:`nws_server.keep_ratio`): ``ratio`` is ignored (0 or a valid ratio) and
+        p_min defaults to min(policy.DEFAULT_P_MIN, auto.ratio_min)."""
         entry = self._entry(name)
-        if p_min is None:
+        if auto is not None:
+            if ratio != 0:
+                policy.probabilities(np.empty(0), ratio, 0.0)  # 0 (unset) or a valid ratio
+            p_min = auto.p_min(p_min)
+            ratio = 1.0
+        elif p_min is None:
             p_min = min(policy.DEFAULT_P_MIN, ratio) if isinstance(ratio, (int, float)) else 0.0
         # Validate ratio and p_min before the sketch is touched: an empty batch checks only them.
         policy.probabilities(np.empty(0), ratio, p_min)
@@ -442,9 +468,12 @@ class SketchRegistry:
             self._on_values(name, "estimated", scores)
         n = scores.shape[0]
         warm = policy.in_warmup(observations, entry.warmup)
+        plan = keep_ratio.plan(entry.keep, scores, ratio, p_min, rule, auto, warm=warm)
         accepted, weights, probs = (rule or policy.SamplingPolicy()).draw(
-            scores, ratio, p_min, seed, warm=warm
+            scores, plan.ratio, plan.p_min, seed, warm=warm
         )
+        factor = keep_ratio.variance_factor(probs, keep_ratio.priorities(scores))
+        entry.keep.record(plan.ratio, factor)
         entry.count_sample(n, int(accepted.sum()))
         return SampleResult(
             accepted=accepted,
@@ -453,6 +482,9 @@ class SketchRegistry:
             estimates=scores,
             prior_used=est.prior_used.numpy(),
             warmup=warm,
+            ratio=plan.ratio,
+            cv=plan.cv,
+            variance_factor=factor,
         )
 
     def update(self, name: str, embeddings: Any, values: Any, request_id: str = "") -> UpdateResult:
@@ -852,6 +884,7 @@ def _take_state(entry: _Entry, new: _Entry) -> None:
     entry.warmup = new.warmup
     entry.created_at = new.created_at
     entry.applied = new.applied
+    entry.keep = new.keep  # the usage statistics of the new state start afresh
     with entry._counter_lock:
         entry.sampled, entry.accepted = new.sampled, new.accepted
 

@@ -112,6 +112,20 @@ class SketchStats(BaseModel):
     updates_per_second: float = Field(description="Update calls per second, last 10 s.")
     observations_per_second: float = Field(description="Observations per second, last 10 s.")
     in_warmup: bool = Field(description="Sample keeps every row while true.")
+    keep_ratio: float | None = Field(
+        default=None,
+        description="Keep ratio of the last Sample (auto's choice, the requested ratio, or 1 "
+        "during warm-up); null before the first. Not persisted.",
+    )
+    priority_cv: float | None = Field(
+        default=None,
+        description="Moving average of the estimates' coefficient of variation over recent "
+        "Samples after warm-up; predicted gain 1 + cv^2. Not persisted.",
+    )
+    variance_factor: float | None = Field(
+        default=None,
+        description="Predicted variance factor f of the last Sample (pays when f <= keep_ratio).",
+    )
 
 
 class Sketch(BaseModel):
@@ -181,6 +195,15 @@ class TimePoint(BaseModel):
     observations_per_second: float = Field(description="Observed rows per second.")
     sampled_per_second: float = Field(description="Rows offered to Sample per second.")
     observations: int = Field(description="The sketch's observation count at the sample.")
+    keep_ratio: float | None = Field(
+        default=None, description="Keep ratio of the last Sample so far; null before the first."
+    )
+    priority_cv: float | None = Field(
+        default=None, description="The smoothed coefficient of variation of the estimates."
+    )
+    variance_factor: float | None = Field(
+        default=None, description="Predicted variance factor of the last Sample so far."
+    )
 
 
 class TimeSeries(BaseModel):
@@ -293,7 +316,7 @@ def histograms(
     "/{name}/timeseries",
     response_model=TimeSeries,
     responses={404: _ERRORS[404]},
-    summary="Acceptance rate, prior-hit rate and update rates over the last minutes",
+    summary="Acceptance rate, prior-hit rate, update rates and keep ratio over the last minutes",
 )
 def timeseries(name: str, monitor: MonitorDep) -> TimeSeries:
     points = monitor.series(name)

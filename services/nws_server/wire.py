@@ -16,6 +16,7 @@ from google.protobuf.timestamp_pb2 import Timestamp
 from nws.v1 import sketch_pb2 as pb
 
 from nws_server.errors import InvalidArgument
+from nws_server.keep_ratio import DEFAULT_RATIO_MIN, DEFAULT_THRESHOLD, AutoRatio
 from nws_server.registry import ServerInfo, SketchInfo, SketchStatus
 from nws_server.sketch import SketchConfig
 
@@ -119,6 +120,20 @@ def config_to_proto(config: SketchConfig) -> pb.SketchConfig:
     return msg
 
 
+def auto_ratio_from_proto(msg: pb.SampleRequest) -> AutoRatio | None:
+    """The automatic keep ratio's settings of a Sample request; None without auto_ratio (then
+    ratio_min and auto_threshold must be unset)."""
+    if not msg.auto_ratio:
+        for field in ("ratio_min", "auto_threshold"):
+            if msg.HasField(field):
+                raise InvalidArgument(f"{field} applies only with auto_ratio = true")
+        return None
+    return AutoRatio(
+        ratio_min=msg.ratio_min if msg.HasField("ratio_min") else DEFAULT_RATIO_MIN,
+        threshold=msg.auto_threshold if msg.HasField("auto_threshold") else DEFAULT_THRESHOLD,
+    )
+
+
 def status_to_proto(s: SketchStatus) -> pb.SketchStats:
     msg = pb.SketchStats(
         observations=s.observations,
@@ -136,8 +151,10 @@ def status_to_proto(s: SketchStatus) -> pb.SketchStats:
         observations_per_second=s.observations_per_second,
         in_warmup=s.in_warmup,
     )
-    if s.mean_value is not None:
-        msg.mean_value = s.mean_value
+    for field in ("mean_value", "keep_ratio", "priority_cv", "variance_factor"):
+        value = getattr(s, field)
+        if value is not None:
+            setattr(msg, field, value)
     return msg
 
 

@@ -223,7 +223,10 @@ def test_dashboard_renders_the_servers_data_in_chromium(
     assert int(status["histogram-bars"]) == nonempty > 0
     assert int(status["rate-points"]) >= 4 and int(status["throughput-points"]) >= 8
     canvases = [a["id"] for tag, a in parsed.elements if tag == "canvas"]
-    assert canvases == ["histogram-chart", "rates-chart", "throughput-chart"]
+    assert canvases == ["histogram-chart", "rates-chart", "throughput-chart", "keep-ratio-chart"]
+    # keep ratio, variance factor and CV of every point after the first Sample
+    assert int(status["keep-ratio-points"]) >= 12
+    assert float(status["keep-ratio"]) == stats["keep_ratio"] == 0.4
     rows = [
         a.get("data-sketch") for tag, a in parsed.elements if tag == "tr" and "data-sketch" in a
     ]

@@ -2,7 +2,7 @@
 //
 //   GET /v1/sketches                      the table
 //   GET /v1/sketches/{name}/histograms    observed vs estimated loss distributions
-//   GET /v1/sketches/{name}/timeseries    acceptance rate, prior-hit rate, updates/s
+//   GET /v1/sketches/{name}/timeseries    acceptance rate, prior-hit rate, updates/s, keep ratio
 //
 // Query parameters: ?sketch=NAME charts that sketch first, ?interval=MS sets the polling period
 // (default 1000). With a token-protected server open /dashboard#token=TOKEN (the fragment never
@@ -116,6 +116,25 @@
     },
   });
 
+  const RED = "rgb(207, 34, 46)";
+  const keepRatioChart = new Chart(document.getElementById("keep-ratio-chart"), {
+    type: "line",
+    data: {
+      datasets: [
+        { label: "keep ratio", data: [], borderColor: GREEN, backgroundColor: GREEN, pointRadius: 1.5, spanGaps: true, yAxisID: "y" },
+        { label: "variance factor", data: [], borderColor: RED, backgroundColor: RED, pointRadius: 1.5, spanGaps: true, yAxisID: "y" },
+        { label: "priority CV", data: [], borderColor: PURPLE, backgroundColor: PURPLE, pointRadius: 1.5, spanGaps: true, yAxisID: "y1" },
+      ],
+    },
+    options: {
+      scales: {
+        x: secondsAgo,
+        y: { min: 0, suggestedMax: 1, position: "left", title: { display: true, text: "ratio, factor" } },
+        y1: { beginAtZero: true, position: "right", grid: { drawOnChartArea: false }, title: { display: true, text: "CV" } },
+      },
+    },
+  });
+
   // How many of a chart's elements were drawn with a non-zero size (bars with height, points).
   function drawn(chart) {
     let n = 0;
@@ -140,7 +159,7 @@
       const cells = [
         s.name, `${c.dim} / ${c.rows} / ${c.bits}`, s.device, fmt(st.observations), fmt(st.updates),
         st.in_warmup ? "warming up" : "done", fmt(st.mean_value, 4), pct(st.acceptance_rate),
-        pct(st.prior_hit_rate), fmt(st.updates_per_second, 2), fmt(st.observations_per_second, 1),
+        pct(st.prior_hit_rate), pct(st.keep_ratio), fmt(st.updates_per_second, 2), fmt(st.observations_per_second, 1),
         pct(st.occupancy), bytes(st.bytes),
       ];
       for (const text of cells) {
@@ -172,8 +191,12 @@
     ratesChart.data.datasets[1].data = series.points.map((p) => at(p, "prior_hit_rate"));
     throughputChart.data.datasets[0].data = series.points.map((p) => at(p, "updates_per_second"));
     throughputChart.data.datasets[1].data = series.points.map((p) => at(p, "observations_per_second"));
+    keepRatioChart.data.datasets[0].data = series.points.map((p) => at(p, "keep_ratio"));
+    keepRatioChart.data.datasets[1].data = series.points.map((p) => at(p, "variance_factor"));
+    keepRatioChart.data.datasets[2].data = series.points.map((p) => at(p, "priority_cv"));
     ratesChart.update();
     throughputChart.update();
+    keepRatioChart.update();
   }
 
   async function refresh() {
@@ -199,6 +222,8 @@
           histogramBars: drawn(histogramChart),
           ratePoints: drawn(ratesChart),
           throughputPoints: drawn(throughputChart),
+          keepRatioPoints: drawn(keepRatioChart),
+          keepRatio: row.stats.keep_ratio ?? "",
         });
         statusEl.textContent =
           `${names.length} sketch(es) · ${selected}: ${row.stats.observations} observations, ` +

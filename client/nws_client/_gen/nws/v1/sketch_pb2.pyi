@@ -78,7 +78,7 @@ class SketchConfig(_message.Message):
     def __init__(self, dim: _Optional[int] = ..., rows: _Optional[int] = ..., bits: _Optional[int] = ..., seed: _Optional[int] = ..., estimator: _Optional[_Union[Estimator, str]] = ..., groups: _Optional[int] = ..., prior: _Optional[float] = ..., decay: _Optional[float] = ..., pool: _Optional[int] = ..., buckets: _Optional[int] = ..., accumulator: _Optional[_Union[Accumulator, str]] = ..., center: _Optional[_Union[Tensor, _Mapping]] = ...) -> None: ...
 
 class SketchStats(_message.Message):
-    __slots__ = ("observations", "total_weight", "mean_value", "occupancy", "bytes", "estimates", "prior_hits", "prior_hit_rate", "updates", "sampled", "accepted", "acceptance_rate", "updates_per_second", "observations_per_second", "in_warmup")
+    __slots__ = ("observations", "total_weight", "mean_value", "occupancy", "bytes", "estimates", "prior_hits", "prior_hit_rate", "updates", "sampled", "accepted", "acceptance_rate", "updates_per_second", "observations_per_second", "in_warmup", "keep_ratio", "priority_cv", "variance_factor")
     OBSERVATIONS_FIELD_NUMBER: _ClassVar[int]
     TOTAL_WEIGHT_FIELD_NUMBER: _ClassVar[int]
     MEAN_VALUE_FIELD_NUMBER: _ClassVar[int]
@@ -94,6 +94,9 @@ class SketchStats(_message.Message):
     UPDATES_PER_SECOND_FIELD_NUMBER: _ClassVar[int]
     OBSERVATIONS_PER_SECOND_FIELD_NUMBER: _ClassVar[int]
     IN_WARMUP_FIELD_NUMBER: _ClassVar[int]
+    KEEP_RATIO_FIELD_NUMBER: _ClassVar[int]
+    PRIORITY_CV_FIELD_NUMBER: _ClassVar[int]
+    VARIANCE_FACTOR_FIELD_NUMBER: _ClassVar[int]
     observations: int
     total_weight: float
     mean_value: float
@@ -109,7 +112,10 @@ class SketchStats(_message.Message):
     updates_per_second: float
     observations_per_second: float
     in_warmup: bool
-    def __init__(self, observations: _Optional[int] = ..., total_weight: _Optional[float] = ..., mean_value: _Optional[float] = ..., occupancy: _Optional[float] = ..., bytes: _Optional[int] = ..., estimates: _Optional[int] = ..., prior_hits: _Optional[int] = ..., prior_hit_rate: _Optional[float] = ..., updates: _Optional[int] = ..., sampled: _Optional[int] = ..., accepted: _Optional[int] = ..., acceptance_rate: _Optional[float] = ..., updates_per_second: _Optional[float] = ..., observations_per_second: _Optional[float] = ..., in_warmup: _Optional[bool] = ...) -> None: ...
+    keep_ratio: float
+    priority_cv: float
+    variance_factor: float
+    def __init__(self, observations: _Optional[int] = ..., total_weight: _Optional[float] = ..., mean_value: _Optional[float] = ..., occupancy: _Optional[float] = ..., bytes: _Optional[int] = ..., estimates: _Optional[int] = ..., prior_hits: _Optional[int] = ..., prior_hit_rate: _Optional[float] = ..., updates: _Optional[int] = ..., sampled: _Optional[int] = ..., accepted: _Optional[int] = ..., acceptance_rate: _Optional[float] = ..., updates_per_second: _Optional[float] = ..., observations_per_second: _Optional[float] = ..., in_warmup: _Optional[bool] = ..., keep_ratio: _Optional[float] = ..., priority_cv: _Optional[float] = ..., variance_factor: _Optional[float] = ...) -> None: ...
 
 class Sketch(_message.Message):
     __slots__ = ("name", "config", "warmup", "device", "create_time", "stats", "digest")
@@ -194,7 +200,7 @@ class ScoreResponse(_message.Message):
     def __init__(self, estimates: _Optional[_Iterable[float]] = ..., prior_used: _Optional[_Iterable[bool]] = ..., support: _Optional[_Iterable[float]] = ...) -> None: ...
 
 class SampleRequest(_message.Message):
-    __slots__ = ("name", "embeddings", "ratio", "p_min", "seed", "power", "rank", "baseline_quantile", "temper")
+    __slots__ = ("name", "embeddings", "ratio", "p_min", "seed", "power", "rank", "baseline_quantile", "temper", "auto_ratio", "ratio_min", "auto_threshold")
     NAME_FIELD_NUMBER: _ClassVar[int]
     EMBEDDINGS_FIELD_NUMBER: _ClassVar[int]
     RATIO_FIELD_NUMBER: _ClassVar[int]
@@ -204,6 +210,9 @@ class SampleRequest(_message.Message):
     RANK_FIELD_NUMBER: _ClassVar[int]
     BASELINE_QUANTILE_FIELD_NUMBER: _ClassVar[int]
     TEMPER_FIELD_NUMBER: _ClassVar[int]
+    AUTO_RATIO_FIELD_NUMBER: _ClassVar[int]
+    RATIO_MIN_FIELD_NUMBER: _ClassVar[int]
+    AUTO_THRESHOLD_FIELD_NUMBER: _ClassVar[int]
     name: str
     embeddings: Tensor
     ratio: float
@@ -213,23 +222,32 @@ class SampleRequest(_message.Message):
     rank: bool
     baseline_quantile: float
     temper: float
-    def __init__(self, name: _Optional[str] = ..., embeddings: _Optional[_Union[Tensor, _Mapping]] = ..., ratio: _Optional[float] = ..., p_min: _Optional[float] = ..., seed: _Optional[int] = ..., power: _Optional[float] = ..., rank: _Optional[bool] = ..., baseline_quantile: _Optional[float] = ..., temper: _Optional[float] = ...) -> None: ...
+    auto_ratio: bool
+    ratio_min: float
+    auto_threshold: float
+    def __init__(self, name: _Optional[str] = ..., embeddings: _Optional[_Union[Tensor, _Mapping]] = ..., ratio: _Optional[float] = ..., p_min: _Optional[float] = ..., seed: _Optional[int] = ..., power: _Optional[float] = ..., rank: _Optional[bool] = ..., baseline_quantile: _Optional[float] = ..., temper: _Optional[float] = ..., auto_ratio: _Optional[bool] = ..., ratio_min: _Optional[float] = ..., auto_threshold: _Optional[float] = ...) -> None: ...
 
 class SampleResponse(_message.Message):
-    __slots__ = ("accepted", "weights", "probabilities", "estimates", "prior_used", "warmup")
+    __slots__ = ("accepted", "weights", "probabilities", "estimates", "prior_used", "warmup", "ratio", "cv", "variance_factor")
     ACCEPTED_FIELD_NUMBER: _ClassVar[int]
     WEIGHTS_FIELD_NUMBER: _ClassVar[int]
     PROBABILITIES_FIELD_NUMBER: _ClassVar[int]
     ESTIMATES_FIELD_NUMBER: _ClassVar[int]
     PRIOR_USED_FIELD_NUMBER: _ClassVar[int]
     WARMUP_FIELD_NUMBER: _ClassVar[int]
+    RATIO_FIELD_NUMBER: _ClassVar[int]
+    CV_FIELD_NUMBER: _ClassVar[int]
+    VARIANCE_FACTOR_FIELD_NUMBER: _ClassVar[int]
     accepted: _containers.RepeatedScalarFieldContainer[bool]
     weights: _containers.RepeatedScalarFieldContainer[float]
     probabilities: _containers.RepeatedScalarFieldContainer[float]
     estimates: _containers.RepeatedScalarFieldContainer[float]
     prior_used: _containers.RepeatedScalarFieldContainer[bool]
     warmup: bool
-    def __init__(self, accepted: _Optional[_Iterable[bool]] = ..., weights: _Optional[_Iterable[float]] = ..., probabilities: _Optional[_Iterable[float]] = ..., estimates: _Optional[_Iterable[float]] = ..., prior_used: _Optional[_Iterable[bool]] = ..., warmup: _Optional[bool] = ...) -> None: ...
+    ratio: float
+    cv: float
+    variance_factor: float
+    def __init__(self, accepted: _Optional[_Iterable[bool]] = ..., weights: _Optional[_Iterable[float]] = ..., probabilities: _Optional[_Iterable[float]] = ..., estimates: _Optional[_Iterable[float]] = ..., prior_used: _Optional[_Iterable[bool]] = ..., warmup: _Optional[bool] = ..., ratio: _Optional[float] = ..., cv: _Optional[float] = ..., variance_factor: _Optional[float] = ...) -> None: ...
 
 class UpdateRequest(_message.Message):
     __slots__ = ("name", "embeddings", "values", "request_id")

@@ -149,8 +149,9 @@ class SketchServiceServicer:
 
     def Sample(self, request, context):
         """Score, then draw which rows to keep: p_i = clip(c * estimate_i, p_min, 1) with mean(p) =
-        ratio; a kept row carries weight 1 / p_i. During the sketch's warm-up every row is kept with
-        weight 1.
+        ratio; a kept row carries weight 1 / p_i. With auto_ratio the server chooses the ratio from
+        the predicted variance reduction of the estimates (docs/sampling.md). During the sketch's
+        warm-up every row is kept with weight 1.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
