@@ -61,7 +61,7 @@ gpu-check:
 # What a GPU machine without network lacks, into the git-ignored .whl/ (carried by the device
 # tool): the missing packages' wheels for Python 3.12, a float16 MiniLM and the corpus as CSV.
 gpu-wheels: $(STAMP)
-	$(PY) scripts/gpu_check.py --prepare .whl
+	PYTHONPATH=benchmarks $(PY) -m gpu_check --prepare .whl
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

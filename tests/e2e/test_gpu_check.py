@@ -8,31 +8,21 @@ as '-'. The tests read the tables the script wrote.
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import re
 import subprocess
 import sys
 from pathlib import Path
-from types import ModuleType
 
 import pytest
+from gpu_check import common, prepare  # benchmarks/gpu_check (pytest's pythonpath: benchmarks)
 
 pytestmark = pytest.mark.slow
 
 ROOT = Path(__file__).resolve().parents[2]
 SCRIPT = ROOT / "scripts" / "gpu_check.sh"
 TABLES = {"gpu_tests.md", "gpu_engine.md", "gpu_server.md", "gpu_finetune.md", "gpu_summary.md"}
-
-
-def _module() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("gpu_check", ROOT / "scripts" / "gpu_check.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules.setdefault("gpu_check", module)  # its dataclass looks itself up there
-    spec.loader.exec_module(module)
-    return module
 
 
 def _run(*args: str, timeout: float = 1100) -> subprocess.CompletedProcess[str]:
@@ -70,14 +60,14 @@ def _num(cell: str) -> float:
 
 @pytest.mark.timeout(1200)  # about a minute on 2 idle cores; more while they are busy
 def test_dry_run_writes_every_table_with_numbers(tmp_path: Path, tiny_bert_dir: Path) -> None:
-    gpu_check = _module()
-    sizes = gpu_check.DRY
+    sizes = common.DRY
     wheels = tmp_path / "whl"
     # the offline half of `make gpu-wheels` (no download): the float16 model copy and the corpus
     prep = subprocess.run(
-        [sys.executable, str(ROOT / "scripts" / "gpu_check.py"), "--prepare", str(wheels)]
+        [sys.executable, "-m", "gpu_check", "--prepare", str(wheels)]
         + ["--skip-download", "--model", str(tiny_bert_dir)],
         cwd=ROOT,
+        env={**os.environ, "PYTHONPATH": str(ROOT / "benchmarks")},
         capture_output=True,
         text=True,
         timeout=120,
@@ -102,7 +92,7 @@ def test_dry_run_writes_every_table_with_numbers(tmp_path: Path, tiny_bert_dir: 
         assert "Mode: dry run (CPU, tiny sizes)" in body and "\nStatus: ok\n" in body, name
 
     summary = _rows(text["gpu_summary.md"], "section")
-    assert [(r["section"], r["status"]) for r in summary] == [(s, "ok") for s in gpu_check.SECTIONS]
+    assert [(r["section"], r["status"]) for r in summary] == [(s, "ok") for s in common.SECTIONS]
 
     # every gpu-marked test ran (and skipped: no CUDA here)
     tests = {r["test"].split("::")[-1]: r["outcome"] for r in _rows(text["gpu_tests.md"], "test")}
@@ -143,6 +133,7 @@ def test_dry_run_writes_every_table_with_numbers(tmp_path: Path, tiny_bert_dir: 
     assert set(ft) == {"full", "nws"}
     assert f"model {wheels / 'model'}" in text["gpu_finetune.md"]
     assert "rotten_tomatoes.csv" in text["gpu_finetune.md"]
+    assert sizes.max_steps is not None  # the dry run caps the steps
     for r in ft.values():
         assert 0 < int(r["steps"]) <= sizes.max_steps
         assert int(r["examples backpropagated"]) > 0 and _num(r["backpropagated/s"]) > 0
@@ -163,9 +154,8 @@ def test_a_failing_section_is_reported_and_fails_the_run(tmp_path: Path) -> None
 
 
 def test_a_missing_package_is_named_with_the_way_to_carry_it() -> None:
-    gpu_check = _module()
-    with pytest.raises(gpu_check.SectionFailed, match="no_such_module_xyz.*make gpu-wheels"):
-        gpu_check.require(["json", "no_such_module_xyz"])
-    reqs = gpu_check.wheel_requirements()  # at requirements.lock's pins where it has one
-    assert f"fastapi=={gpu_check._pinned_versions()['fastapi']}" in reqs
-    assert len(reqs) == len(gpu_check.DEVICE_WHEELS) and all("==" in r for r in reqs)
+    with pytest.raises(common.SectionFailed, match="no_such_module_xyz.*make gpu-wheels"):
+        common.require(["json", "no_such_module_xyz"])
+    reqs = prepare.wheel_requirements()  # at requirements.lock's pins where it has one
+    assert f"fastapi=={prepare._pinned_versions()['fastapi']}" in reqs
+    assert len(reqs) == len(prepare.DEVICE_WHEELS) and all("==" in r for r in reqs)
