@@ -223,7 +223,9 @@ def finished_run(cfg: TrainConfig) -> tuple[dict[str, Any], list[dict[str, Any]]
     if not path.is_file():
         return None
     summary = json.loads(path.read_text())
-    if summary.get("config") != json.loads(json.dumps(cfg.to_dict())):
+    # A field added to TrainConfig since the run was recorded counts at its default value.
+    recorded = {**TrainConfig().to_dict(), **summary.get("config", {})}
+    if json.loads(json.dumps(recorded)) != json.loads(json.dumps(cfg.to_dict())):
         return None
     lines = (cfg.output / "metrics.jsonl").read_text().splitlines()
     return summary, [json.loads(x) for x in lines if x]

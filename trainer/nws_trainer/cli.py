@@ -117,6 +117,8 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--max-grad-norm", type=float, help=_h("max_grad_norm"))
     g.add_argument("--epochs", type=int, help=_h("epochs"))
     g.add_argument("--max-steps", type=int, help=_h("max_steps"))
+    g.add_argument("--budget-steps", type=int, help=_h("budget_steps"))
+    g.add_argument("--budget-share", type=float, help=_h("budget_share"))
     g.add_argument("--time-budget", type=float, help=_h("time_budget"))
     g.add_argument("--eval-every", type=int, help=_h("eval_every"))
     g.add_argument("--eval-batch-size", type=int, help=_h("eval_batch_size"))

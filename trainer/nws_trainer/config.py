@@ -88,8 +88,9 @@ class TrainConfig:
     """Expected label values in class-id order; None = the sorted labels found in the data."""
     test_data: Path | None = None
     """Separate test file (same columns); None = a seeded split of --data."""
-    test_size: float = 2000
-    """Test rows split off --data: a count (>= 1) or a fraction (< 1)."""
+    test_size: float | None = None
+    """Test rows split off --data: a count (>= 1), a fraction (< 1), or None = auto: 20 % of
+    the rows, at most 2,000 (so small files work; the run says what it chose)."""
     train_size: int | None = None
     """Use only the first train_size rows of the (shuffled) training split; None = all."""
     split_seed: int = 0
@@ -111,6 +112,13 @@ class TrainConfig:
     """Passes over the training candidates."""
     max_steps: int | None = None
     """Stop after this many optimizer steps."""
+    budget_steps: int | None = None
+    """Train exactly this many optimizer steps, scanning as many candidates as that takes
+    (epochs then only bound nothing); the linear schedule is planned over them. Compare a
+    sampled run with ``full`` at the same step budget (fill batching makes every step full)."""
+    budget_share: float | None = None
+    """The step budget as a share of ``full``'s steps at ``epochs`` (e.g. 1.0: as many steps as
+    full would train); exclusive with budget_steps."""
     time_budget: float | None = None
     """Stop once the training clock (evaluation excluded) passes this many seconds."""
     eval_every: int = 50
@@ -208,7 +216,28 @@ class TrainConfig:
         _need(self.eval_every >= 1, "eval_every must be >= 1", self.eval_every)
         _need(self.eval_batch_size >= 1, "eval_batch_size must be >= 1", self.eval_batch_size)
         _need(self.probe_size >= 0, "probe_size must be >= 0", self.probe_size)
-        _need(self.test_size > 0, "test_size must be > 0", self.test_size)
+        _need(self.test_size is None or self.test_size > 0, "test_size must be > 0", self.test_size)
+        _need(
+            self.budget_steps is None or self.budget_steps >= 1,
+            "budget_steps must be >= 1",
+            self.budget_steps,
+        )
+        _need(
+            self.budget_share is None
+            or (math.isfinite(self.budget_share) and self.budget_share > 0),
+            "budget_share must be > 0",
+            self.budget_share,
+        )
+        _need(
+            self.budget_steps is None or self.budget_share is None,
+            "give budget_steps or budget_share, not both",
+            (self.budget_steps, self.budget_share),
+        )
+        _need(
+            self.batching == "fill" or (self.budget_steps is None and self.budget_share is None),
+            "a step budget needs fill batching (shrink steps are not full batches)",
+            self.batching,
+        )
         _need(
             self.train_size is None or self.train_size >= 1,
             "train_size must be >= 1",

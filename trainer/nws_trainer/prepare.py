@@ -75,7 +75,8 @@ def _load_data(cfg: TrainConfig) -> tuple[TextDataset, TextDataset]:
         )
         train = ds
     else:
-        size: int | float = cfg.test_size if cfg.test_size < 1 else int(cfg.test_size)
+        size: int | float = auto_test_size(len(ds)) if cfg.test_size is None else cfg.test_size
+        size = size if size < 1 else int(size)
         train, test = train_test_split(ds, size, cfg.split_seed)
     if cfg.train_size is not None:
         if cfg.train_size > len(train):
@@ -86,6 +87,15 @@ def _load_data(cfg: TrainConfig) -> tuple[TextDataset, TextDataset]:
     if cfg.duplicates > 0:
         train = with_duplicates(train, cfg.duplicates, cfg.split_seed)
     return train, test
+
+
+AUTO_TEST_SHARE = 0.2
+AUTO_TEST_MAX = 2000
+
+
+def auto_test_size(n: int) -> int:
+    """The default test split of an n-row file: 20 % of it, at most 2,000 rows, at least 1."""
+    return max(1, min(AUTO_TEST_MAX, round(AUTO_TEST_SHARE * n)))
 
 
 def _check_output(path: Path) -> None:

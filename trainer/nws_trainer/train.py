@@ -119,8 +119,30 @@ def resolve_device(name: str) -> torch.device:
     return device
 
 
+def budget_steps(cfg: TrainConfig, n_train: int) -> int | None:
+    """The run's step budget (``budget_steps``, or ``budget_share`` of full's steps), if any."""
+    if cfg.budget_steps is not None:
+        return cfg.budget_steps
+    if cfg.budget_share is not None:
+        full = math.ceil(n_train / cfg.batch_size) * cfg.epochs
+        return max(1, round(cfg.budget_share * full))
+    return None
+
+
+UNBOUNDED_PASSES = 10**6
+"""Candidate passes under a step budget: the stream is lazy, the budget is what stops it."""
+
+
+def candidate_epochs(cfg: TrainConfig, n_train: int) -> int:
+    """Passes the candidate stream may make: ``epochs``, or unbounded under a step budget."""
+    return cfg.epochs if budget_steps(cfg, n_train) is None else UNBOUNDED_PASSES
+
+
 def planned_steps(cfg: TrainConfig, n_train: int) -> int:
     """Expected optimizer steps (for progress bars and the linear learning-rate schedule)."""
+    budget = budget_steps(cfg, n_train)
+    if budget is not None:
+        return budget if cfg.max_steps is None else min(budget, cfg.max_steps)
     b = cfg.batch_size
     chunks = math.ceil(n_train / b)
     if cfg.strategy in ("full", "infobatch") or cfg.batching == "shrink":
@@ -163,6 +185,8 @@ class Trainer:
             self.model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay
         )
         self.total_steps = planned_steps(cfg, len(prep.train))
+        self.budget = budget_steps(cfg, len(prep.train))
+        self.epochs = candidate_epochs(cfg, len(prep.train))
         self.train_labels = prep.train.labels
         self.test_labels = prep.test.labels
         self.clock = Clock()
@@ -246,9 +270,10 @@ class Trainer:
             return LossTableSelector(self.table, cfg.ratio, cfg.p_min, warmup, self.rule)
         if cfg.strategy == "infobatch":
             assert self.table is not None
-            return InfoBatchSelector(
-                self.table, cfg.infobatch_prune, cfg.infobatch_anneal, cfg.epochs
-            )
+            epochs = cfg.epochs
+            if self.budget is not None:  # the passes the budget is expected to take
+                epochs = max(1, math.ceil(self.budget * cfg.batch_size / len(self.prep.train)))
+            return InfoBatchSelector(self.table, cfg.infobatch_prune, cfg.infobatch_anneal, epochs)
         return KeepAll()  # full, and the candidate chunks of the trainer-side strategies
 
     def _setup_sketch(self) -> None:
@@ -317,7 +342,7 @@ class Trainer:
             self._selector(),
             "shrink" if cfg.strategy in TRAINER_SIDE else cfg.batching,
             cfg.batch_size,
-            cfg.epochs,
+            self.epochs,
             cfg.seed,
         )
         with (out / "metrics.jsonl").open("w") as metrics:
@@ -358,10 +383,17 @@ class Trainer:
             if cfg.strategy != "full"
             else ""
         )
+        split = (
+            " (test split: auto, 20 % of the rows up to 2,000; --test-size to choose)"
+            if cfg.test_size is None and cfg.test_data is None
+            else ""
+        )
+        budget = f", a budget of exactly {self.budget} steps" if self.budget is not None else ""
         self.log(
             f"nws-train: strategy {cfg.strategy}{sampled}; {len(prep.train)} train / "
-            f"{len(prep.test)} test examples, labels {prep.label_names}; model {prep.model_dir} "
-            f"on {self.device}; batch {cfg.batch_size}, lr {cfg.lr}, ~{self.total_steps} steps"
+            f"{len(prep.test)} test examples{split}, labels {prep.label_names}; model "
+            f"{prep.model_dir} on {self.device}; batch {cfg.batch_size}, lr {cfg.lr}, "
+            f"~{self.total_steps} steps{budget}"
         )
 
     def _loop(self, batches: Iterator[TrainBatch], metrics: TextIO) -> str:
@@ -382,6 +414,8 @@ class Trainer:
                 self._evaluate(metrics)
             if cfg.max_steps is not None and self.step >= cfg.max_steps:
                 return "max_steps"
+            if self.budget is not None and self.step >= self.budget:
+                return "budget_steps"
             if cfg.time_budget is not None and self.clock.seconds >= cfg.time_budget:
                 return "time_budget"
 
@@ -392,7 +426,7 @@ class Trainer:
         many candidates are kept: warm-up, the acceptance rate, infobatch's pruning), capped by
         ``max_steps``. Either way the rate reaches 0 exactly when the run's data ends."""
         cfg = self.cfg
-        if cfg.strategy == "full" or cfg.batching == "shrink":
+        if cfg.strategy == "full" or cfg.batching == "shrink" or self.budget is not None:
             progress = steps_done / self.total_steps
         else:
             progress = self.candidates / max(len(self.prep.train) * cfg.epochs, 1)
