@@ -15,7 +15,8 @@ How the field judges a training speed-up (DESIGN.md, "Evaluation standard"; Kadd
 - Paired seeds: the same split and the same initial head per seed across strategies. Each run
   is compared with its own seed's ``full``: at equal epochs (``full`` at 100 %), at equal
   compute on the frontier, and by the compute the frontier needs for the same accuracy (the
-  speed-up at equal accuracy); 95 % t intervals over seeds, a gain or a loss only when the interval excludes 0.
+  speed-up at equal accuracy); 95 % t intervals over seeds, a gain or a loss only when the
+  interval excludes 0.
 - Noise control: seed-major order with the strategies rotated per seed; one discarded warm-up
   run per invocation; a fixed torch thread count; each run's wall-clock / compute ratio is shown,
   and a run off the median by more than 30 % is flagged as disturbed.
