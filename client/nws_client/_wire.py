@@ -25,6 +25,32 @@ _ESTIMATORS = {"mean": pb.ESTIMATOR_MEAN, "median_of_means": pb.ESTIMATOR_MEDIAN
 _ACCUMULATORS = {"float64": pb.ACCUMULATOR_FLOAT64, "float32": pb.ACCUMULATOR_FLOAT32}
 
 
+Policy = Literal["importance", "prune"]
+
+
+def is_prune(policy: str, ratio: object) -> bool:
+    """Whether a Sample request is for the prune policy; a request for importance sampling
+    needs a ratio. An unknown policy name goes to the server, which names it in its error."""
+    if policy != "prune" and ratio is None:
+        raise InvalidArgument(f"ratio is required with policy {policy!r}")
+    return policy == "prune"
+
+
+def set_policy(request: pb.SampleRequest, policy: str, prune_rate: float | None) -> None:
+    """Fill the policy fields of a Sample request (the server validates them)."""
+    if policy != "importance":
+        request.policy = policy
+    if prune_rate is not None:
+        request.prune_rate = prune_rate
+
+
+def check_prune_rate(prune_rate: float | None, exc: Exception) -> None:
+    """The server's check of prune_rate, for a fallback answer."""
+    r = prune_rate
+    if r is not None and not (isinstance(r, (int, float)) and 0.0 <= r < 1.0):
+        raise InvalidArgument(f"prune_rate must be in [0, 1), got {r!r}") from exc
+
+
 def as_batch(embeddings: Any, name: str = "embeddings") -> np.ndarray:
     """A 2-D float array; anything array-like (lists, numpy, CPU torch tensors) is accepted."""
     a = np.asarray(embeddings)

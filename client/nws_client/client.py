@@ -270,8 +270,10 @@ class SketchClient:
         self,
         name: str,
         embeddings: Any,
-        ratio: Ratio,
+        ratio: Ratio | None = None,
         *,
+        policy: _wire.Policy = "importance",
+        prune_rate: float | None = None,
         p_min: float | None = None,
         seed: int | None = None,
         power: float | None = None,
@@ -294,10 +296,17 @@ class SketchClient:
         power), ``rank`` uses the estimates' ranks within the batch, ``baseline_quantile``
         subtracts that quantile first, ``temper`` in [0, 1] makes the weights (1/p) ** temper
         (below 1: biased towards hard examples, lower variance).
+
+        ``policy="prune"`` (docs/sampling.md) is InfoBatch's rule on the estimates: a row whose
+        estimate is below the mean of the sketch's observed losses is skipped with probability
+        ``prune_rate`` (server default 0.5) and weighted 1 / (1 - prune_rate) when kept, every
+        other row kept with weight 1; leave ``ratio`` out (the result's ``ratio`` is the
+        expected keep share). A fallback answer for it keeps every row with weight 1.
         """
         x = _wire.as_batch(embeddings)
-        auto = _is_auto(ratio)
-        target = 0.0 if auto else float(ratio)  # 0: unset, the server chooses
+        prune = _wire.is_prune(policy, ratio)
+        auto = ratio is not None and _is_auto(ratio)
+        target = 0.0 if auto or ratio is None else float(ratio)  # 0: unset, the server chooses
         request = pb.SampleRequest(
             name=name, embeddings=self._tensor(x), ratio=target, rank=rank, auto_ratio=auto
         )
@@ -315,11 +324,15 @@ class SketchClient:
             request.baseline_quantile = baseline_quantile
         if temper is not None:
             request.temper = temper
+        _wire.set_policy(request, policy, prune_rate)
         try:
             response = self._call("Sample", request)
         except (Unavailable, DeadlineExceeded) as exc:
             if self.on_unavailable == "raise":
                 raise
+            if prune:
+                _wire.check_prune_rate(prune_rate, exc)
+                return self._fallback_sample(x.shape[0], 1.0, seed, exc)
             if auto:
                 _check_auto(ratio_min, auto_threshold, exc)
             elif ratio_min is not None or auto_threshold is not None:

@@ -187,6 +187,7 @@ class SketchServicer(sketch_pb2_grpc.SketchServiceServicer):
                 temper=request.temper if request.HasField("temper") else 1.0,
             ),
             auto=wire.auto_ratio_from_proto(request),
+            prune=wire.prune_from_proto(request),
         )
         return pb.SampleResponse(
             accepted=result.accepted.tolist(),

@@ -33,6 +33,7 @@ import numpy as np
 import torch
 
 from nws_server import keep_ratio, policy, records
+from nws_server import prune as _prune
 from nws_server.batching import Coalescer
 from nws_server.errors import (
     AlreadyExists,
@@ -444,14 +445,20 @@ class SketchRegistry:
         seed: int | None = None,
         rule: policy.SamplingPolicy | None = None,
         auto: keep_ratio.AutoRatio | None = None,
+        prune: _prune.Prune | None = None,
     ) -> SampleResult:
         """Score and draw; p_min defaults to min(policy.DEFAULT_P_MIN, ratio).
 
         ``rule`` shapes priorities and weights (:class:`policy.SamplingPolicy`); default: the
         paper's p ∝ estimate with 1/p weights. With ``auto`` the keep ratio is chosen per
         request (:mod:`nws_server.keep_ratio`): ``ratio`` is ignored (0 or a valid ratio) and
-        p_min defaults to min(policy.DEFAULT_P_MIN, auto.ratio_min)."""
+        p_min defaults to min(policy.DEFAULT_P_MIN, auto.ratio_min). With ``prune`` the draw is
+        InfoBatch's rule against the sketch's observed mean (:mod:`nws_server.prune`), and the
+        importance policy's settings must be left unset."""
         entry = self._entry(name)
+        if prune is not None:
+            _prune.check_alone(ratio, p_min, rule, auto)
+            ratio, p_min = 1.0, 1.0
         if auto is not None:
             if ratio != 0:
                 policy.probabilities(np.empty(0), ratio, 0.0)  # 0 (unset) or a valid ratio
@@ -469,9 +476,15 @@ class SketchRegistry:
         n = scores.shape[0]
         warm = policy.in_warmup(observations, entry.warmup)
         plan = keep_ratio.plan(entry.keep, scores, ratio, p_min, rule, auto, warm=warm)
-        accepted, weights, probs = (rule or policy.SamplingPolicy()).draw(
-            scores, plan.ratio, plan.p_min, seed, warm=warm
-        )
+        if prune is not None:
+            with entry.lock:
+                mean = entry.sketch.mean_value
+            accepted, weights, probs = prune.draw(scores, mean, seed, warm=warm)
+            plan = keep_ratio.Plan(_prune.keep_share(probs), 1.0, plan.cv)
+        else:
+            accepted, weights, probs = (rule or policy.SamplingPolicy()).draw(
+                scores, plan.ratio, plan.p_min, seed, warm=warm
+            )
         factor = keep_ratio.variance_factor(probs, keep_ratio.priorities(scores))
         entry.keep.record(plan.ratio, factor)
         entry.count_sample(n, int(accepted.sum()))

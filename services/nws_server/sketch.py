@@ -309,6 +309,11 @@ class NWSketch:
         return self._value_sum / self._weight if self._weight > 0 else 0.0
 
     @property
+    def mean_value(self) -> float | None:
+        """Mean of the observed values the arrays hold (decayed with them); None when empty."""
+        return self._value_sum / self._weight if self._weight > 0 else None
+
+    @property
     def stats(self) -> SketchStats:
         occupied = int(torch.count_nonzero(self._bottom))
         return SketchStats(

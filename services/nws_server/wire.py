@@ -17,6 +17,7 @@ from nws.v1 import sketch_pb2 as pb
 
 from nws_server.errors import InvalidArgument
 from nws_server.keep_ratio import DEFAULT_RATIO_MIN, DEFAULT_THRESHOLD, AutoRatio
+from nws_server.prune import DEFAULT_PRUNE_RATE, PRUNE, Prune, check_policy
 from nws_server.registry import ServerInfo, SketchInfo, SketchStatus
 from nws_server.sketch import SketchConfig
 
@@ -132,6 +133,16 @@ def auto_ratio_from_proto(msg: pb.SampleRequest) -> AutoRatio | None:
         ratio_min=msg.ratio_min if msg.HasField("ratio_min") else DEFAULT_RATIO_MIN,
         threshold=msg.auto_threshold if msg.HasField("auto_threshold") else DEFAULT_THRESHOLD,
     )
+
+
+def prune_from_proto(msg: pb.SampleRequest) -> Prune | None:
+    """The ``prune`` policy's settings of a Sample request; None for the importance policy (then
+    prune_rate must be unset)."""
+    if check_policy(msg.policy) != PRUNE:
+        if msg.HasField("prune_rate"):
+            raise InvalidArgument("prune_rate applies only with policy 'prune'")
+        return None
+    return Prune(msg.prune_rate if msg.HasField("prune_rate") else DEFAULT_PRUNE_RATE)
 
 
 def status_to_proto(s: SketchStatus) -> pb.SketchStats:

@@ -22,6 +22,7 @@ from typing import Any, Protocol, runtime_checkable
 import numpy as np
 
 import nws_server.policy as policy
+from nws_server.prune import Prune
 from nws_server.sketch import NWSketch, SketchConfig
 
 
@@ -62,9 +63,11 @@ class SketchBackend(Protocol):
         p_min: float,
         seed: int | None,
         rule: policy.SamplingPolicy | None = None,
+        prune_rate: float | None = None,
     ) -> SampleResult:
         """Score ``embeddings`` [n, dim] and draw which rows to keep (reproducible for a seed);
-        ``rule``: the policy levers (default: p ∝ estimate, weights 1/p)."""
+        ``rule``: the policy levers (default: p ∝ estimate, weights 1/p); ``prune_rate``: the
+        ``prune`` policy instead (:mod:`nws_server.prune`; ratio, p_min and rule unused)."""
         ...
 
     def score(self, embeddings: np.ndarray) -> Scores:
@@ -151,15 +154,20 @@ class InProcessBackend:
         p_min: float,
         seed: int | None,
         rule: policy.SamplingPolicy | None = None,
+        prune_rate: float | None = None,
     ) -> SampleResult:
         with self._lock:
             est = self._sketch.estimate(embeddings)
             warm = policy.in_warmup(self._sketch.observations, self._warmup)
+            mean = self._sketch.mean_value
         values = est.values.numpy()
         n = values.shape[0]
-        accepted, weights, _ = (rule or policy.SamplingPolicy()).draw(
-            values, ratio, p_min, seed, warm=warm
-        )
+        if prune_rate is not None:
+            accepted, weights, _ = Prune(prune_rate).draw(values, mean, seed, warm=warm)
+        else:
+            accepted, weights, _ = (rule or policy.SamplingPolicy()).draw(
+                values, ratio, p_min, seed, warm=warm
+            )
         self._sampled += n
         self._accepted += int(accepted.sum())
         return SampleResult(accepted, weights, values, est.prior_used.numpy(), warm)

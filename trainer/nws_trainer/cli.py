@@ -85,6 +85,9 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--score-rank", action="store_true", help=_h("score_rank"))
     g.add_argument("--score-baseline", type=float, help=_h("score_baseline"))
     g.add_argument("--temper", type=float, help=_h("temper"))
+    g.add_argument("--sampling", choices=("importance", "prune"), help=_h("sampling"))
+    g.add_argument("--prune-rate", type=float, help=_h("prune_rate"))
+    g.add_argument("--anneal", type=float, help=_h("anneal"))
     g.add_argument("--infobatch-prune", type=float, help=_h("infobatch_prune"))
     g.add_argument("--infobatch-anneal", type=float, help=_h("infobatch_anneal"))
     g.add_argument(

@@ -63,6 +63,14 @@ class TrainConfig:
     """Subtract this quantile of a chunk's priorities (floor 0) before sampling, in [0, 1)."""
     temper: float = 1.0
     """Weights (1/p) ** temper: 1 = unbiased, 0 = pure prioritisation (biased to hard rows)."""
+    sampling: Literal["importance", "prune"] = "importance"
+    """nws: importance (p ∝ estimate, weight 1/p, at ratio) or prune (InfoBatch's rule on the
+    sketch's estimates: below-mean rows skipped with probability prune_rate; ratio unused)."""
+    prune_rate: float = 0.5
+    """sampling prune: share of the below-mean-estimate candidates skipped, in [0, 1)."""
+    anneal: float = 0.0
+    """nws: train the last anneal share of the run on every candidate (weight 1), in [0, 1);
+    InfoBatch uses 0.125; 0 = off (by candidate passes, or by steps under a step budget)."""
     infobatch_prune: float = 0.5
     """infobatch: share of the below-mean-loss examples pruned each epoch, in [0, 1)."""
     infobatch_anneal: float = 0.875
@@ -176,6 +184,23 @@ class TrainConfig:
             self.score_baseline,
         )
         _need(0 <= self.temper <= 1, "temper must be in [0, 1]", self.temper)
+        _need(
+            self.sampling in ("importance", "prune"),
+            "sampling must be importance or prune",
+            self.sampling,
+        )
+        _need(0 <= self.prune_rate < 1, "prune_rate must be in [0, 1)", self.prune_rate)
+        _need(
+            self.sampling == "importance" or self.strategy == "nws",
+            "sampling prune applies to the nws strategy only",
+            self.strategy,
+        )
+        _need(0 <= self.anneal < 1, "anneal must be in [0, 1)", self.anneal)
+        _need(
+            self.anneal == 0 or self.strategy == "nws",
+            "anneal applies to the nws strategy only (infobatch has infobatch_anneal)",
+            self.strategy,
+        )
         _need(
             0 <= self.infobatch_prune < 1, "infobatch_prune must be in [0, 1)", self.infobatch_prune
         )

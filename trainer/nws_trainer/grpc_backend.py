@@ -54,7 +54,15 @@ class GrpcBackend:
         p_min: float,
         seed: int | None,
         rule: SamplingPolicy | None = None,
+        prune_rate: float | None = None,
     ) -> SampleResult:
+        if prune_rate is not None:
+            r = self.client.sample(
+                self.name, embeddings, policy="prune", prune_rate=prune_rate, seed=seed
+            )
+            return SampleResult(
+                r.accepted, r.weights, r.estimates, r.prior_used, r.warmup, fallback=r.fallback
+            )
         rule = rule or SamplingPolicy()
         r = self.client.sample(
             self.name,

@@ -21,8 +21,10 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
+from nws_trainer.anneal import Anneal
 from nws_trainer.selection import (
     Batching,
+    KeepAll,
     Selector,
     TrainBatch,
     chunk_seed,
@@ -107,8 +109,10 @@ class CandidateStream(IterableDataset):
         batch_size: int,
         epochs: int,
         seed: int,
+        anneal: Anneal | None = None,
     ) -> None:
         super().__init__()
+        self.anneal = anneal  # the run's last share keeps every candidate (nws_trainer.anneal)
         self.tokens = tokens
         self.labels = np.asarray(labels, dtype=np.int64)
         self.selector = selector
@@ -127,10 +131,14 @@ class CandidateStream(IterableDataset):
     def __iter__(self) -> Iterator[TrainBatch]:
         info = get_worker_info()
         worker, workers = (0, 1) if info is None else (info.id, info.num_workers)
+        n_chunks = -(-len(self.tokens) // self.batch_size)
         for epoch in range(self.epochs):
             batcher = make_batcher(self.batching, self.batch_size)
             for c, rows in self.chunks(epoch, worker, workers):
-                selected = self.selector(rows, chunk_seed(self.seed, epoch, c), epoch)
+                if self.anneal is not None and self.anneal.active(epoch, c, n_chunks, self.epochs):
+                    selected = KeepAll()(rows, 0, epoch)
+                else:
+                    selected = self.selector(rows, chunk_seed(self.seed, epoch, c), epoch)
                 for batch in batcher.add(selected):
                     batch.epoch = epoch
                     yield collate(batch, self.tokens, self.labels)

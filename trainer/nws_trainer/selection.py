@@ -312,7 +312,8 @@ def normalize_rows(x: np.ndarray) -> np.ndarray:
 
 
 class SketchSelector:
-    """The ``nws`` strategy: ask the sketch server to sample by estimated loss.
+    """The ``nws`` strategy: ask the sketch server to sample by estimated loss (importance
+    sampling at ``ratio``, or with ``prune_rate`` the server's ``prune`` policy).
 
     Holds a :class:`BackendSpec`, not a connection: each process that calls it opens its own
     handle lazily (so forked or spawned loader workers never inherit a live channel).
@@ -325,12 +326,14 @@ class SketchSelector:
         ratio: float,
         p_min: float,
         rule: policy.SamplingPolicy | None = None,
+        prune_rate: float | None = None,
     ) -> None:
         self.spec = spec
         self.embeddings = embeddings
         self.ratio = ratio
         self.p_min = p_min
         self.rule = rule or policy.SamplingPolicy()
+        self.prune_rate = prune_rate  # not None: the server's prune policy (nws_server.prune)
         self._backend: SketchBackend | None = None
 
     def __getstate__(self) -> dict[str, Any]:
@@ -347,7 +350,10 @@ class SketchSelector:
     def __call__(self, indices: np.ndarray, seed: int, epoch: int = 0) -> SelectedChunk:
         x = self.embeddings.rows(indices)
         start = time.perf_counter()
-        result = self.backend.sample(x, self.ratio, self.p_min, seed, self.rule)
+        if self.prune_rate is not None:
+            result = self.backend.sample(x, 1.0, 0.0, seed, prune_rate=self.prune_rate)
+        else:
+            result = self.backend.sample(x, self.ratio, self.p_min, seed, self.rule)
         return from_sample(indices, result, time.perf_counter() - start)
 
 

@@ -33,6 +33,7 @@ from tqdm.auto import tqdm
 
 from nws_client import DeadlineExceeded, Unavailable
 from nws_server.sketch import SketchConfig
+from nws_trainer import anneal
 from nws_trainer.backends import InProcessBackend, SketchBackend
 from nws_trainer.config import SKETCHED, TABLED, TRAINER_SIDE, ConfigError, TrainConfig
 from nws_trainer.diagnostics import Window, coefficient_of_variation, spearman
@@ -145,11 +146,12 @@ def planned_steps(cfg: TrainConfig, n_train: int) -> int:
         return budget if cfg.max_steps is None else min(budget, cfg.max_steps)
     b = cfg.batch_size
     chunks = math.ceil(n_train / b)
-    if cfg.strategy in ("full", "infobatch") or cfg.batching == "shrink":
-        total = chunks * cfg.epochs  # infobatch: an upper bound (its pruning is data-dependent)
+    if cfg.strategy in ("full", "infobatch") or cfg.batching == "shrink" or cfg.sampling == "prune":
+        total = chunks * cfg.epochs  # infobatch, prune: an upper bound (pruning is data-dependent)
     else:
         warm = min(cfg.warmup_steps * b, n_train) if cfg.strategy in SKETCHED else 0
-        kept = warm + (n_train * cfg.epochs - warm) * cfg.ratio
+        full = n_train * cfg.epochs * cfg.anneal  # the annealed last share keeps every candidate
+        kept = warm + max(n_train * cfg.epochs - full - warm, 0) * cfg.ratio + full
         total = math.ceil(kept / b)
     if cfg.max_steps is not None:
         total = min(total, cfg.max_steps)
@@ -187,6 +189,7 @@ class Trainer:
         self.total_steps = planned_steps(cfg, len(prep.train))
         self.budget = budget_steps(cfg, len(prep.train))
         self.epochs = candidate_epochs(cfg, len(prep.train))
+        self.anneal = anneal.for_run(cfg.anneal, self.budget)
         self.train_labels = prep.train.labels
         self.test_labels = prep.test.labels
         self.clock = Clock()
@@ -261,8 +264,14 @@ class Trainer:
             return RS2Selector(len(self.prep.train), cfg.ratio, cfg.seed)
         if cfg.strategy == "nws":
             assert self.backend is not None and self.embeddings is not None
+            prune_rate = cfg.prune_rate if cfg.sampling == "prune" else None
             return SketchSelector(
-                self.backend.spec(), self.embeddings.table, cfg.ratio, cfg.p_min, self.rule
+                self.backend.spec(),
+                self.embeddings.table,
+                cfg.ratio,
+                cfg.p_min,
+                self.rule,
+                prune_rate,
             )
         if cfg.strategy == "loss-table":
             assert self.table is not None
@@ -344,6 +353,7 @@ class Trainer:
             cfg.batch_size,
             self.epochs,
             cfg.seed,
+            self.anneal,
         )
         with (out / "metrics.jsonl").open("w") as metrics:
             self._bar = tqdm(
@@ -409,6 +419,8 @@ class Trainer:
             self.totals["loader"] += waited
             self.epoch = batch.epoch
             self.train_step(batch)
+            if self.anneal is not None:
+                self.anneal.steps_done(self.step)
             self._bar.update(1)
             if self.step % cfg.eval_every == 0:
                 self._evaluate(metrics)

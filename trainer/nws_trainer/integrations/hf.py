@@ -78,6 +78,12 @@ class NWSCallback(TrainerCallback):
     def __init__(self, nws: NWSSampler) -> None:
         self.nws = nws
 
+    def on_train_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> Any:
+        """Annealing needs the run's length: the Trainer's planned batches, unless given."""
+        if self.nws.anneal > 0 and self.nws.total_steps is None:
+            self.nws.total_steps = state.max_steps * args.gradient_accumulation_steps
+        return control
+
     def on_save(self, args: Any, state: Any, control: Any, **kwargs: Any) -> Any:
         folder = os.path.join(args.output_dir, f"{PREFIX_CHECKPOINT_DIR}-{state.global_step}")
         nws_state = self.nws.state_dict()  # collective under torch.distributed

@@ -60,6 +60,7 @@ from torch.utils.data.dataloader import default_collate
 
 from nws_client import SketchClient, SketchConfig
 from nws_server.policy import SamplingPolicy
+from nws_trainer.anneal import batch_annealing, check_share
 from nws_trainer.config import TrainConfig
 from nws_trainer.loss import weighted_loss
 from nws_trainer.selection import chunk_seed, normalize_rows
@@ -138,6 +139,12 @@ class NWSSampler:
         index_field: the key of an example's index in the items of an iterable dataset (filter
             mode with a table).
         client_timeout: deadline of every sketch call, seconds.
+        anneal: the last ``anneal`` share of the run's batches keeps every candidate with
+            weight 1 (:mod:`nws_trainer.anneal`; 0 = off); needs the run's length:
+        epochs: passes over the loader the run makes (sampler mode: ``epochs *
+            steps_per_epoch`` batches), or
+        total_steps: the batches the run takes (any mode; ``NWSTrainer`` sets it from the
+            Trainer's ``max_steps`` when neither is given).
     """
 
     def __init__(
@@ -158,6 +165,9 @@ class NWSSampler:
         temper: float = TrainConfig.temper,
         index_field: str | None = None,
         client_timeout: float = 30.0,
+        anneal: float = 0.0,
+        epochs: int | None = None,
+        total_steps: int | None = None,
     ) -> None:
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
@@ -193,6 +203,10 @@ class NWSSampler:
             else max(1, math.ceil(self.n_examples * self.ratio / per_step))
         )
         self.warmup = 2 * batch_size if warmup is None else int(warmup)
+        self.anneal = check_share(anneal)  # ValueError
+        if epochs is not None and total_steps is not None:
+            raise ValueError("give epochs or total_steps, not both")
+        self.total_steps = total_steps if epochs is None else int(epochs) * self.steps_per_epoch
         self._server: Any = None
         self._client_timeout = client_timeout
         target, self.sketch_name = self._open_sketch(endpoint, sketch_name, rows, bits, center)
@@ -308,9 +322,16 @@ class NWSSampler:
         self.client.flush()
         _barrier(self.world_size)
 
-    def _draw(self, x: np.ndarray, stream: int, chunk: int) -> tuple[np.ndarray, np.ndarray]:
+    def _draw(
+        self, x: np.ndarray, stream: int, chunk: int, drawn: int
+    ) -> tuple[np.ndarray, np.ndarray]:
         """Ask the sketch which rows of ``x`` to keep; the draw's seed is fixed by the run's
-        seed, the candidate stream (a permutation pass, or filter mode) and the chunk."""
+        seed, the candidate stream (a permutation pass, or filter mode) and the chunk. In the
+        annealed last share of the run (``drawn`` batches drawn before) every row is kept."""
+        if batch_annealing(drawn, self.total_steps, self.anneal):
+            self.stats["candidates"] += int(x.shape[0])
+            self.stats["accepted"] += int(x.shape[0])
+            return np.ones(x.shape[0], dtype=bool), np.ones(x.shape[0])
         seed = chunk_seed(self.seed, stream, chunk)
         r = self.client.sample(
             self.sketch_name,
@@ -335,6 +356,7 @@ class NWSSampler:
         self._sync_before_select()
         n, b, w = self.n_examples, self.batch_size, self.world_size
         n_chunks = -(-n // b)
+        drawn = self._epoch * self.steps_per_epoch + self._consumed + len(self._inflight)
         while len(self._pending) < b:
             if self._chunk >= n_chunks:
                 self._pass, self._chunk = self._pass + 1, self.rank
@@ -344,7 +366,7 @@ class NWSSampler:
                 continue
             perm = np.random.default_rng([self.seed, self._pass, 0x5EED]).permutation(n)
             rows = perm[c * b : (c + 1) * b]
-            accepted, weights = self._draw(self._table[rows], self._pass, c)
+            accepted, weights = self._draw(self._table[rows], self._pass, c, drawn)
             self._pending.extend(
                 (int(i), float(wt)) for i, wt in zip(rows[accepted], weights[accepted], strict=True)
             )
@@ -378,7 +400,7 @@ class NWSSampler:
             raise ValueError(f"the batch has {m} rows but {x.shape[0]} embeddings")
         self._sync_before_select()
         key = self._filter_batches * self.world_size + self.rank
-        accepted, weights = self._draw(x, FILTER_STREAM, key)
+        accepted, weights = self._draw(x, FILTER_STREAM, key, self._filter_batches)
         _barrier(self.world_size)
         self._filter_batches += 1
         keep = np.flatnonzero(accepted)

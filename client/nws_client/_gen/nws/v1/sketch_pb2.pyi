@@ -200,7 +200,7 @@ class ScoreResponse(_message.Message):
     def __init__(self, estimates: _Optional[_Iterable[float]] = ..., prior_used: _Optional[_Iterable[bool]] = ..., support: _Optional[_Iterable[float]] = ...) -> None: ...
 
 class SampleRequest(_message.Message):
-    __slots__ = ("name", "embeddings", "ratio", "p_min", "seed", "power", "rank", "baseline_quantile", "temper", "auto_ratio", "ratio_min", "auto_threshold")
+    __slots__ = ("name", "embeddings", "ratio", "p_min", "seed", "power", "rank", "baseline_quantile", "temper", "auto_ratio", "ratio_min", "auto_threshold", "policy", "prune_rate")
     NAME_FIELD_NUMBER: _ClassVar[int]
     EMBEDDINGS_FIELD_NUMBER: _ClassVar[int]
     RATIO_FIELD_NUMBER: _ClassVar[int]
@@ -213,6 +213,8 @@ class SampleRequest(_message.Message):
     AUTO_RATIO_FIELD_NUMBER: _ClassVar[int]
     RATIO_MIN_FIELD_NUMBER: _ClassVar[int]
     AUTO_THRESHOLD_FIELD_NUMBER: _ClassVar[int]
+    POLICY_FIELD_NUMBER: _ClassVar[int]
+    PRUNE_RATE_FIELD_NUMBER: _ClassVar[int]
     name: str
     embeddings: Tensor
     ratio: float
@@ -225,7 +227,9 @@ class SampleRequest(_message.Message):
     auto_ratio: bool
     ratio_min: float
     auto_threshold: float
-    def __init__(self, name: _Optional[str] = ..., embeddings: _Optional[_Union[Tensor, _Mapping]] = ..., ratio: _Optional[float] = ..., p_min: _Optional[float] = ..., seed: _Optional[int] = ..., power: _Optional[float] = ..., rank: _Optional[bool] = ..., baseline_quantile: _Optional[float] = ..., temper: _Optional[float] = ..., auto_ratio: _Optional[bool] = ..., ratio_min: _Optional[float] = ..., auto_threshold: _Optional[float] = ...) -> None: ...
+    policy: str
+    prune_rate: float
+    def __init__(self, name: _Optional[str] = ..., embeddings: _Optional[_Union[Tensor, _Mapping]] = ..., ratio: _Optional[float] = ..., p_min: _Optional[float] = ..., seed: _Optional[int] = ..., power: _Optional[float] = ..., rank: _Optional[bool] = ..., baseline_quantile: _Optional[float] = ..., temper: _Optional[float] = ..., auto_ratio: _Optional[bool] = ..., ratio_min: _Optional[float] = ..., auto_threshold: _Optional[float] = ..., policy: _Optional[str] = ..., prune_rate: _Optional[float] = ...) -> None: ...
 
 class SampleResponse(_message.Message):
     __slots__ = ("accepted", "weights", "probabilities", "estimates", "prior_used", "warmup", "ratio", "cv", "variance_factor")
