@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import datetime as _dt
+import json
 import os
 import platform
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -51,3 +53,35 @@ def write_result(name: str, title: str, body: str) -> Path:
     print(text)
     print(f"wrote {path.relative_to(RESULTS.parent.parent)}")
     return path
+
+
+# Where a run's files live (and its embedding cache) is not part of what it computed: a record
+# made in another checkout or worktree is the same run.
+_LOCATION_FIELDS = ("output", "cache_dir")
+
+
+def finished_run(cfg: Any) -> tuple[dict[str, Any], list[dict[str, Any]]] | None:
+    """(summary, metric rows) of a finished run of exactly ``cfg`` (a ``TrainConfig``) in
+    ``cfg.output``, or None. A field added to TrainConfig since the run was recorded counts at
+    its default value; the run's location does not count."""
+    from nws_trainer.config import TrainConfig
+
+    path = cfg.output / "summary.json"
+    if not path.is_file():
+        return None
+    summary = json.loads(path.read_text())
+
+    def comparable(d: dict[str, Any]) -> Any:
+        kept = {k: v for k, v in d.items() if k not in _LOCATION_FIELDS}
+        return json.loads(json.dumps(kept))
+
+    recorded = {**TrainConfig().to_dict(), **summary.get("config", {})}
+    if comparable(recorded) != comparable(cfg.to_dict()):
+        return None
+    lines = (cfg.output / "metrics.jsonl").read_text().splitlines()
+    return summary, [json.loads(x) for x in lines if x]
+
+
+def seed_list(text: str) -> list[int]:
+    """'0,1,2' -> [0, 1, 2] (the benchmarks' --seeds)."""
+    return [int(s) for s in text.split(",") if s.strip()]

@@ -65,22 +65,29 @@ def _sorted(frontier: Frontier) -> tuple[np.ndarray, np.ndarray]:
     return c, a
 
 
-def accuracy_at(frontier: Frontier, compute: float) -> float:
-    """The frontier's accuracy at ``compute``, linear between its points; held at its last
-    point beyond it (``full`` was not measured past its own 100 % budget)."""
+def _envelope(frontier: Frontier) -> tuple[np.ndarray, np.ndarray]:
+    """Compute and the running maximum of accuracy: a larger budget that scored lower (noise)
+    does not make an accuracy cost more, nor the frontier at that compute lower."""
     c, a = _sorted(frontier)
-    return float(np.interp(compute, c, a))
+    return c, np.maximum.accumulate(a)
+
+
+def accuracy_at(frontier: Frontier, compute: float) -> float:
+    """The frontier's accuracy at ``compute`` (its running maximum, linear between points); held
+    at its last point beyond it (``full`` was not measured past its own 100 % budget)."""
+    c, env = _envelope(frontier)
+    return float(np.interp(compute, c, env))
 
 
 def compute_for(frontier: Frontier, accuracy: float) -> tuple[float, bool]:
     """(compute the frontier needs to reach ``accuracy``, whether it reaches it at all).
 
-    The frontier is read through its running maximum (a larger budget that scored lower does
-    not make a lower accuracy cost more). Where ``accuracy`` is above every point, the answer is
-    the frontier's largest compute and False: a lower bound on what ``full`` would need.
+    The frontier is read through its running maximum, as in :func:`accuracy_at`. Where
+    ``accuracy`` is above every point, the answer is the frontier's largest compute and False:
+    a lower bound on what ``full`` would need. At or below the untrained model's accuracy the
+    answer is 0: such a run saved nothing (its speed-up reads 0).
     """
-    c, a = _sorted(frontier)
-    env = np.maximum.accumulate(a)
+    c, env = _envelope(frontier)
     if accuracy > env[-1]:
         return float(c[-1]), False
     if accuracy <= env[0]:

@@ -57,10 +57,11 @@ import torch  # noqa: E402
 from _stats import Interval, accuracy_at, compute_for, t_interval  # noqa: E402
 from time_to_accuracy import parse_setting  # noqa: E402
 
+from _common import finished_run, seed_list  # noqa: E402
 from nws_trainer.compute import UnitCosts, calibrate, price  # noqa: E402
 from nws_trainer.config import TrainConfig  # noqa: E402
 from nws_trainer.prepare import environment, prepare  # noqa: E402
-from nws_trainer.train import Trainer, planned_steps  # noqa: E402
+from nws_trainer.train import Trainer, planned_steps, resolve_device  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent
 BUDGETS = (0.25, 0.5, 0.75)
@@ -225,20 +226,6 @@ def git_commit() -> str | None:
         return out.stdout.strip() or None
     except OSError:
         return None
-
-
-def finished_run(cfg: TrainConfig) -> tuple[dict[str, Any], list[dict[str, Any]]] | None:
-    """(summary, metric rows) of a finished run of exactly ``cfg``, or None."""
-    path = cfg.output / "summary.json"
-    if not path.is_file():
-        return None
-    summary = json.loads(path.read_text())
-    # A field added to TrainConfig since the run was recorded counts at its default value.
-    recorded = {**TrainConfig().to_dict(), **summary.get("config", {})}
-    if json.loads(json.dumps(recorded)) != json.loads(json.dumps(cfg.to_dict())):
-        return None
-    lines = (cfg.output / "metrics.jsonl").read_text().splitlines()
-    return summary, [json.loads(x) for x in lines if x]
 
 
 # ------------------------------------------------------------------------------------ analysis
@@ -579,14 +566,10 @@ def _load_facts(data: dict[str, Any]) -> dict[str, dict[str, Any]]:
 # ------------------------------------------------------------------------------------ main
 
 
-def _seeds(text: str) -> list[int]:
-    return [int(s) for s in text.split(",") if s.strip()]
-
-
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--scenario", choices=sorted(SCENARIOS), required=True)
-    p.add_argument("--seeds", type=_seeds, default=[0, 1, 2, 3, 4])
+    p.add_argument("--seeds", type=seed_list, default=[0, 1, 2, 3, 4])
     p.add_argument("--model", type=Path, help="local model folder (default: packaged MiniLM)")
     p.add_argument(
         "--set",
@@ -630,7 +613,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         costs = UnitCosts.from_dict(json.loads(calibration_path.read_text()))
     else:
         warmup_seconds = warm_up(base)
-        costs = calibrate(prep, base.batch_size, reps=args.calibration_reps)
+        costs = calibrate(
+            prep, base.batch_size, reps=args.calibration_reps, device=resolve_device(base.device)
+        )
         folder.mkdir(parents=True, exist_ok=True)
         calibration_path.write_text(json.dumps(costs.to_dict(), indent=2) + "\n")
     commit = git_commit()

@@ -35,6 +35,7 @@ from typing import Any
 
 import numpy as np
 
+from _common import finished_run, seed_list
 from nws_trainer.config import STRATEGIES, TrainConfig
 from nws_trainer.plots import plot_curves
 from nws_trainer.prepare import environment, prepare
@@ -97,10 +98,6 @@ def parse_variant(text: str) -> tuple[str, str, str, dict[str, Any]]:
     return name.strip(), strategy, batching, dict(parse_setting(p) for p in parts[1:])
 
 
-def _seeds(text: str) -> list[int]:
-    return [int(s) for s in text.split(",") if s.strip()]
-
-
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument(
@@ -131,7 +128,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--smooth", type=int, default=3, help="evaluations averaged for the smoothed target time"
     )
-    p.add_argument("--seeds", type=_seeds, default=[0, 1, 2], help="comma-separated run seeds")
+    p.add_argument("--seeds", type=seed_list, default=[0, 1, 2], help="comma-separated run seeds")
     p.add_argument("--model", type=Path, help="local model folder (default: packaged MiniLM)")
     p.add_argument("--train-size", type=int, default=6000)
     p.add_argument("--test-size", type=int, default=3000)
@@ -199,15 +196,10 @@ def label(strategy: str, batching: str) -> str:
 
 def run_one(cfg: TrainConfig, resume: bool) -> tuple[dict[str, Any], list[dict[str, Any]], bool]:
     """(summary, metric rows, whether the run was reused from an earlier invocation)."""
-    summary_path = cfg.output / "summary.json"
-    if resume and summary_path.is_file():
-        summary = json.loads(summary_path.read_text())
-        if summary.get("config") == json.loads(json.dumps(cfg.to_dict())):
-            rows = [
-                json.loads(x) for x in (cfg.output / "metrics.jsonl").read_text().split("\n") if x
-            ]
-            print(f"reusing {cfg.output}", flush=True)
-            return summary, rows, True
+    found = finished_run(cfg) if resume else None
+    if found is not None:
+        print(f"reusing {cfg.output}", flush=True)
+        return found[0], found[1], True
     result = Trainer(prepare(cfg)).run()
     return result.summary, result.metrics, False
 

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The CUDA path, measured (issue 18): one prepared run for a GPU machine, about 8 minutes on one
+# The CUDA path, measured (issue 18): one prepared run for a GPU machine, sized for about 8 minutes on one
 # H200. Sections (benchmarks/gpu_check/ says what each measures): the gpu-marked tests, engine
 # throughput against the hashing bound, the sketch server with --device cuda under a short
 # benchmarks/load.py run, and a short MiniLM fine-tune (full against nws, fill mode). Tables:

@@ -495,7 +495,8 @@ class NWSketch:
         """A hash of the sketch's content, for equality checks: config (seed, center), hash
         parameters, the two arrays and the observation totals (count, decayed weight and value
         sum). Usage counters (estimates, prior hits, update calls) are left out: reads do not
-        change the digest, and equal content fed in different batches has equal digests."""
+        change the digest, and equal content fed in different batches has equal digests where the
+        sums are exact (floating-point sums of other values may differ in their last bits)."""
         header, arrays = self._content()
         return hashlib.blake2b(_pack(header, arrays), digest_size=16).hexdigest()
 

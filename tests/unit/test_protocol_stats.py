@@ -41,9 +41,11 @@ def test_interval_covers_the_mean_at_its_nominal_rate() -> None:
     assert abs(hits / trials - 0.95) < 3 * se
 
 
-def test_accuracy_at_interpolates_and_holds_past_the_last_budget() -> None:
+def test_accuracy_at_interpolates_the_running_maximum_and_holds_past_the_last_budget() -> None:
     assert accuracy_at(FRONTIER, 12.5) == pytest.approx(0.60)
-    assert accuracy_at(FRONTIER, 62.5) == pytest.approx(0.755)
+    # 75 %'s 0.75 is below 50 %'s 0.76: the frontier stays at 0.76 there, then rises to 0.80.
+    assert accuracy_at(FRONTIER, 62.5) == pytest.approx(0.76)
+    assert accuracy_at(FRONTIER, 87.5) == pytest.approx(0.78)
     assert accuracy_at(FRONTIER, 150.0) == pytest.approx(0.80)  # full not measured past 100 %
 
 

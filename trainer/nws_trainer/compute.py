@@ -12,7 +12,11 @@ both alike. The price of a run:
             + embedding pass (encoder: its tokens * nograd_per_token; tokens: as measured)
 
 Tokens are padded tokens (each batch is trimmed to its longest row), so a strategy that keeps
-long rows pays for them. Evaluation and the probe are diagnostics and are not priced.
+long rows pays for them; the embedding pass counts its unpadded tokens. Evaluation and the probe
+are diagnostics and are not priced. Not priced either: the sketch server's own work on streamed
+updates (the trainer times only handing them to the client's queue; a ``Sample`` is a round trip
+and is timed whole). With an embedded server on the same cores that work competes with training,
+which shows in wall-clock, not in compute-normalised time.
 """
 
 from __future__ import annotations

@@ -123,7 +123,8 @@ class TrainConfig:
     budget_steps: int | None = None
     """Train exactly this many optimizer steps, scanning as many candidates as that takes
     (epochs then only bound nothing); the linear schedule is planned over them. Compare a
-    sampled run with ``full`` at the same step budget (fill batching makes every step full)."""
+    sampled run with ``full`` at the same step budget (fill batching makes every step a full
+    batch but the last of each candidate pass)."""
     budget_share: float | None = None
     """The step budget as a share of ``full``'s steps at ``epochs`` (e.g. 1.0: as many steps as
     full would train); exclusive with budget_steps."""

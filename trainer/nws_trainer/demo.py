@@ -93,7 +93,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     from nws_trainer.compute import calibrate, price
     from nws_trainer.config import ConfigError
     from nws_trainer.prepare import prepare
-    from nws_trainer.train import Trainer
+    from nws_trainer.train import Trainer, resolve_device
 
     started = time.perf_counter()
     _say("NWS demo: what does sampling by estimated loss save, and what does it cost?")
@@ -108,7 +108,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         with tempfile.TemporaryDirectory() as tmp:
             warm = base.replace(strategy="full", max_steps=3, eval_at_start=False, progress=False)
             Trainer(prepare(warm.replace(output=Path(tmp))), log=lambda _m: None).run()
-        costs = calibrate(full_prep, base.batch_size, reps=6)
+        costs = calibrate(full_prep, base.batch_size, reps=6, device=resolve_device(base.device))
         _say(
             f"  training {1e6 * costs.grad_per_token:.0f} µs / token + "
             f"{1e3 * costs.optimizer_step:.0f} ms / step; forward without gradient "

@@ -235,7 +235,8 @@ class RS2Selector:
     random subset of ``ratio * n`` rows, weight 1, drawn so that no row repeats until every row
     has been drawn once. The draws walk seeded permutations of the rows one after another; an
     epoch that reaches the end of one permutation completes its subset from the next, skipping
-    rows it already holds."""
+    rows it already holds (a skipped row uses up its place in that permutation, so in that cycle
+    it is drawn once fewer)."""
 
     n: int
     ratio: float

@@ -224,6 +224,8 @@ class Trainer:
             LossTable(len(prep.train)) if cfg.strategy in TABLED else None
         )
         self.rule = cfg.sampling_policy()
+        # the embedding pass's tokens (unpadded: the pass batches rows of similar length)
+        self._embedding_tokens = int(prep.train_tokens.lengths().sum())
         self._observed = 0
         self._forgot = cfg.warmup_forget >= 1.0
         self._live: dict[int, np.ndarray] = {}
@@ -281,7 +283,9 @@ class Trainer:
             assert self.table is not None
             epochs = cfg.epochs
             if self.budget is not None:  # the passes the budget is expected to take
-                epochs = max(1, math.ceil(self.budget * cfg.batch_size / len(self.prep.train)))
+                epochs = max(
+                    1, math.ceil(self.budget / math.ceil(len(self.prep.train) / cfg.batch_size))
+                )
             return InfoBatchSelector(self.table, cfg.infobatch_prune, cfg.infobatch_anneal, epochs)
         return KeepAll()  # full, and the candidate chunks of the trainer-side strategies
 
@@ -676,7 +680,7 @@ class Trainer:
             "update_seconds": t["update"],
             "embedding_source": None if emb is None else self.cfg.embedding_source,
             "embedding_examples": 0 if emb is None else len(self.prep.train),
-            "embedding_tokens": 0 if emb is None else int(self.prep.train_tokens.lengths().sum()),
+            "embedding_tokens": 0 if emb is None else self._embedding_tokens,
             "embedding_seconds": 0.0 if emb is None else emb.compute_seconds,
         }
 
