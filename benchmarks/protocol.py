@@ -228,6 +228,23 @@ def git_commit() -> str | None:
         return None
 
 
+def portable(summary: dict[str, Any], root: Path) -> dict[str, Any]:
+    """A run summary without this machine's paths, for committing: the run folder relative to
+    the results folder, the model folder and the embedding cache file by name only."""
+    out = json.loads(json.dumps(summary))
+    cfg = out.get("config", {})
+    if cfg.get("output"):
+        path = Path(cfg["output"])
+        cfg["output"] = str(path.relative_to(root)) if path.is_relative_to(root) else path.name
+    if cfg.get("cache_dir"):
+        cfg["cache_dir"] = Path(cfg["cache_dir"]).name
+    if out.get("model"):
+        out["model"] = Path(out["model"]).name
+    if (out.get("embedding") or {}).get("path"):
+        out["embedding"]["path"] = Path(out["embedding"]["path"]).name
+    return out
+
+
 # ------------------------------------------------------------------------------------ analysis
 
 
@@ -421,7 +438,7 @@ def markdown(
         f"- scenario settings: {', '.join(f'{k}={v}' for k, v in scenario.settings.items())}; "
         f"batch {meta['batch_size']}, lr {meta['lr']}, max length {meta['max_seq_len']}; "
         f"{meta['train_rows']} training candidates; `full` takes {meta['full_steps']} steps",
-        f"- unit costs (calibrated in the invocation that made this table, {costs.reps} "
+        f"- unit costs (calibrated once by the last training invocation, {costs.reps} "
         f"interleaved repetitions at batch {costs.batch_size}): training "
         f"{1e6 * costs.grad_per_token:.1f} µs / padded token (IQR "
         f"{100 * costs.grad_per_token_spread:.0f} %), optimizer step "
@@ -625,6 +642,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     k = reused = 0
     for si, seed in enumerate(args.seeds):
         got: dict[str, dict[str, Any]] = {}
+        seed_reused = 0
         for arm in order(scenario.arms, si):
             k += 1
             cfg = arm_config(base, arm, full_steps, seed, folder / f"{arm.slug}-seed{seed}")
@@ -635,13 +653,15 @@ def main(argv: Sequence[str] | None = None) -> int:
                 print(f"\n=== [{k}/{total}] {scenario.name}: {arm.label}, seed {seed}", flush=True)
                 result = Trainer(prepare(cfg), log=lambda _m: None).run()
                 summary, rows = result.summary, result.metrics
+                summary = portable(summary, args.results)
                 summary["commit"] = commit
                 (cfg.output / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
             else:
-                (summary, rows), reused = found, reused + 1
+                (summary, rows), seed_reused = found, seed_reused + 1
             got[arm.label] = run_record(summary, rows, costs)
-        if len(got) == len(scenario.arms):
+        if len(got) == len(scenario.arms):  # only complete seeds make the table
             seeds_done.append(seed)
+            reused += seed_reused
             for label, rec in got.items():
                 records[label].append(rec)
     if not seeds_done:
