@@ -16,7 +16,7 @@ forwards without gradient, sampling time, the embedding pass) priced at the meas
 with raw wall-clock beside them. One seed shows what the sampler does; it cannot show that one
 strategy is better (benchmarks/protocol.py does, over paired seeds with intervals).
 
-About 5 minutes on 2 CPU cores. ``python -m nws_trainer.demo --help`` for options.
+About 6 minutes on 2 CPU cores (350 s measured). ``python -m nws_trainer.demo --help`` for options.
 """
 
 from __future__ import annotations
