@@ -137,3 +137,15 @@ def test_arguments_map_onto_the_config(tmp_path: Path) -> None:
     defaults = config_from_args(build_parser().parse_args([]))
     assert defaults.replace(progress=True) == TrainConfig()  # CLI defaults = config defaults
     assert set(field_docs()) == set(TrainConfig.__dataclass_fields__)  # every field documented
+
+
+def test_help_prints_every_option(capsys: pytest.CaptureFixture[str]) -> None:
+    # argparse %-formats help texts; a docstring with a literal "%" once crashed --help
+    with pytest.raises(SystemExit) as exc:
+        main(["--help"])
+    assert exc.value.code == 0
+    out = capsys.readouterr().out
+    for action in build_parser()._actions:
+        for flag in action.option_strings:
+            assert flag in out, flag
+    assert "auto: 20 % of" in " ".join(out.split())  # the literal "%" reached the text intact

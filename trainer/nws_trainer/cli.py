@@ -47,8 +47,10 @@ def field_docs() -> dict[str, str]:
 
 def _h(name: str) -> str:
     default = getattr(TrainConfig(), name)
+    # argparse %-formats help texts: a literal "%" in a docstring ("20 % of ...") must be doubled
     doc = field_docs().get(name, "")
-    return f"{doc} (default: {default})" if default is not None else doc
+    text = f"{doc} (default: {default})" if default is not None else doc
+    return text.replace("%", "%%")
 
 
 def _test_size(text: str) -> float:
