@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: all install demo test lint format bench proto clean gpu-check gpu-wheels
+.PHONY: all install demo test compose-test lint format bench proto clean gpu-check gpu-wheels
 
 all: test
 
@@ -34,6 +34,16 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(PY) -m pytest
+
+# docker-compose.yml for real (tests/docker/): its own Docker engine, the images built offline by
+# deploy/build-offline.sh (debootstrap base, Debian's Redis, a wheelhouse), the cpu profile up,
+# a short training job, a kill -9 and a down / up. Needs root. .ci/run calls it after `make test`.
+compose-test: $(STAMP)
+	@command -v dockerd >/dev/null || $(SUDO) apt-get install -y docker.io \
+		|| { $(SUDO) apt-get update && $(SUDO) apt-get install -y docker.io; }
+	@command -v debootstrap >/dev/null || $(SUDO) apt-get install -y debootstrap \
+		|| { $(SUDO) apt-get update && $(SUDO) apt-get install -y debootstrap; }
+	$(PY) -m pytest -m docker tests/docker
 
 lint: $(STAMP)
 	$(PY) -m ruff check .

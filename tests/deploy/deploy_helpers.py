@@ -15,10 +15,9 @@ from dockerfile_parse import DockerfileParser
 
 ROOT = Path(__file__).resolve().parents[2]
 COMPOSE_FILE = ROOT / "docker-compose.yml"
-DOCKERFILES = {
-    "server": ROOT / "deploy/server.Dockerfile",
-    "trainer": ROOT / "deploy/trainer.Dockerfile",
-}
+DOCKERFILE = ROOT / "deploy/Dockerfile"  # both roles: targets `server` and `trainer`
+REDIS_DOCKERFILE = ROOT / "deploy/redis.Dockerfile"  # Debian's Redis, where Docker Hub is not
+TARGETS = ("server", "trainer")
 TOKEN = "compose-test-token-0123456789"
 
 
@@ -46,22 +45,50 @@ def compose(*args: str, token: str | None = TOKEN) -> subprocess.CompletedProces
     )
 
 
-def dockerfile(kind: str) -> DockerfileParser:
-    return DockerfileParser(path=str(DOCKERFILES[kind]))
+def dockerfile(build_args: dict[str, str] | None = None) -> DockerfileParser:
+    return DockerfileParser(path=str(DOCKERFILE), build_args=build_args or {})
 
 
-def final_stage(parser: DockerfileParser) -> list[dict[str, Any]]:
-    """The instructions of the last stage (after the last FROM)."""
-    structure = parser.structure
-    last_from = max(i for i, ins in enumerate(structure) if ins["instruction"] == "FROM")
-    return structure[last_from:]
+def stages(parser: DockerfileParser) -> dict[str, list[dict[str, Any]]]:
+    """The instructions of each named stage (``FROM ... AS name``), FROM included."""
+    named: dict[str, list[dict[str, Any]]] = {}
+    current: list[dict[str, Any]] = []
+    for ins in parser.structure:
+        if ins["instruction"] == "FROM":
+            current = []
+            named[ins["value"].split()[-1]] = current
+        current.append(ins)
+    return named
 
 
-def exec_form(parser: DockerfileParser, instruction: str) -> list[str]:
-    """The JSON (exec form) argument list of the final stage's ``instruction`` (e.g. ENTRYPOINT)."""
+def stage_env(target: str) -> dict[str, str]:
+    """The environment of stage ``target``: its ENVs over those of the stages it is built FROM
+    (dockerfile-parse's ``envs`` sees one stage only)."""
+    import io
+
+    lines = DOCKERFILE.read_text().splitlines(keepends=True)
+    froms = [i for i in dockerfile().structure if i["instruction"] == "FROM"]
+    env: dict[str, str] = {}
+    chain: list[dict[str, Any]] = []
+    name = target
+    while True:
+        found = [i for i in froms if i["value"].split()[-1] == name]
+        if not found:
+            break
+        chain.insert(0, found[0])
+        name = found[0]["value"].split()[0]  # the parent: a stage name, or the base image
+    for ins in chain:
+        later = [i["startline"] for i in froms if i["startline"] > ins["startline"]]
+        text = "".join(lines[ins["startline"] : min(later, default=len(lines))])
+        env |= DockerfileParser(fileobj=io.BytesIO(text.encode())).envs
+    return env
+
+
+def exec_form(instructions: list[dict[str, Any]], instruction: str) -> list[str]:
+    """The JSON (exec form) argument list of a stage's ``instruction`` (e.g. ENTRYPOINT)."""
     import json
 
-    values = [i["value"] for i in final_stage(parser) if i["instruction"] == instruction]
-    assert values, f"no {instruction} in the final stage"
+    values = [i["value"] for i in instructions if i["instruction"] == instruction]
+    assert values, f"no {instruction} in the stage"
     parsed: list[str] = json.loads(values[-1])
     return parsed

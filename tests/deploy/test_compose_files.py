@@ -13,20 +13,28 @@ from typing import Any
 import pytest
 from deploy_helpers import (
     COMPOSE_FILE,
-    DOCKERFILES,
+    DOCKERFILE,
+    REDIS_DOCKERFILE,
     ROOT,
+    TARGETS,
     TOKEN,
     compose,
     dockerfile,
     exec_form,
-    final_stage,
+    stages,
 )
 from dockerfile_parse import DockerfileParser
 
 GPU = {"driver": "nvidia", "count": 1, "capabilities": ["gpu"]}
+# what the compose file passes without any NWS_* variable set (Docker Hub and the indexes)
 CPU_BUILD_ARGS = {
     "BASE_IMAGE": "ubuntu:24.04",
     "TORCH_INDEX": "https://download.pytorch.org/whl/cpu",
+    "WHEELHOUSE": "deploy/no-wheels",
+}
+CUDA_BUILD_ARGS = {
+    "BASE_IMAGE": "nvidia/cuda:12.8.1-base-ubuntu24.04",
+    "WHEELHOUSE": "deploy/no-wheels",
 }
 VARIANTS = {"gpu": ("sketch-server", "trainer"), "cpu": ("sketch-server-cpu", "trainer-cpu")}
 
@@ -65,8 +73,8 @@ def test_sketch_server_and_trainer_services(resolved: dict[str, Any], variant: s
     trainer = resolved["services"][trainer_name]
     assert server["profiles"] == [variant] and trainer["profiles"] == [variant]
     # the server: its image, the Redis store, health through gRPC health, after a healthy Redis
-    assert server["build"]["dockerfile"] == "deploy/server.Dockerfile"
-    assert trainer["build"]["dockerfile"] == "deploy/trainer.Dockerfile"
+    assert server["build"]["dockerfile"] == trainer["build"]["dockerfile"] == "deploy/Dockerfile"
+    assert server["build"]["target"] == "server" and trainer["build"]["target"] == "trainer"
     args = server["command"]
     assert args[args.index("--store") + 1] == "redis://redis:6379/0"
     assert args[args.index("--host") + 1] == "0.0.0.0"
@@ -85,7 +93,8 @@ def test_sketch_server_and_trainer_services(resolved: dict[str, Any], variant: s
         assert server["environment"]["NWS_DEVICE"] == "cuda"
         for service in (server, trainer):
             assert service["deploy"]["resources"]["reservations"]["devices"] == [GPU]
-            assert "args" not in service["build"]  # the Dockerfiles default to CUDA
+            # the Dockerfile defaults to CUDA; the base and the wheelhouse are the compose file's
+            assert service["build"]["args"] == CUDA_BUILD_ARGS
     else:
         assert server["environment"]["NWS_DEVICE"] == "cpu"
         assert server["networks"]["default"]["aliases"] == ["sketch-server"]
@@ -124,10 +133,10 @@ def _hadolint() -> str:
     return found
 
 
-@pytest.mark.parametrize("kind", sorted(DOCKERFILES))
-def test_dockerfile_passes_hadolint(kind: str) -> None:
+@pytest.mark.parametrize("path", [DOCKERFILE, REDIS_DOCKERFILE], ids=["nws", "redis"])
+def test_dockerfile_passes_hadolint(path: Path) -> None:
     result = subprocess.run(
-        [_hadolint(), "--failure-threshold", "info", str(DOCKERFILES[kind])],
+        [_hadolint(), "--failure-threshold", "info", str(path)],
         capture_output=True,
         text=True,
         timeout=60,
@@ -135,47 +144,64 @@ def test_dockerfile_passes_hadolint(kind: str) -> None:
     assert result.returncode == 0, result.stdout + result.stderr
 
 
-@pytest.mark.parametrize("kind", sorted(DOCKERFILES))
-def test_dockerfile_is_multistage_pinned_and_non_root(kind: str, resolved: dict[str, Any]) -> None:
-    parser = dockerfile(kind)
-    assert parser.is_multistage
-    stages = [i for i in parser.structure if i["instruction"] == "FROM"]
-    assert len(stages) == 2 and stages[0]["value"].endswith(" AS build")
+def test_one_dockerfile_builds_cpu_and_cuda_from_build_args() -> None:
     # base images: the CUDA default and the CPU fallback of the compose file, each with a tag
-    bases = set(parser.parent_images)
-    cpu_base = DockerfileParser(path=parser.dockerfile_path, build_args=CPU_BUILD_ARGS)
-    bases |= set(cpu_base.parent_images)
+    parents = set(dockerfile().parent_images) | set(dockerfile(CPU_BUILD_ARGS).parent_images)
+    bases = parents - set(stages(dockerfile()))  # other parents are the file's own stages
     assert bases == {"nvidia/cuda:12.8.1-base-ubuntu24.04", "ubuntu:24.04"}
     for image in bases:
         name, _, tag = image.partition(":")
         assert tag and tag != "latest", image
+    structure = dockerfile().structure
+    args = {
+        k: v
+        for i in structure
+        if i["instruction"] == "ARG" and "=" in i["value"]
+        for k, v in [i["value"].split("=", 1)]
+    }
     # torch: the lock's pin, from the CUDA index by default (the cpu profile swaps the index)
     lock = (ROOT / "requirements.lock").read_text()
     torch_pin = re.search(r"^torch==(\S+)$", lock, flags=re.M)
     assert torch_pin is not None
-    args = {
-        k: v
-        for i in parser.structure
-        if i["instruction"] == "ARG" and "=" in i["value"]
-        for k, v in [i["value"].split("=", 1)]
-    }
     assert args["TORCH_VERSION"] == torch_pin.group(1) == "2.13.0"
     assert re.fullmatch(r"https://download\.pytorch\.org/whl/cu\d+", args["TORCH_INDEX"])
-    assert any('"torch==${TORCH_VERSION}"' in i["value"] for i in parser.structure)
-    assert any("--constraint requirements.lock" in i["value"] for i in parser.structure)
-    # the final stage: only the built environment, an unprivileged user, a console script
-    final = final_stage(parser)
+    assert any('"torch==${TORCH_VERSION}"' in i["value"] for i in structure)
+    assert any("--constraint requirements.lock" in i["value"] for i in structure)
+    # the wheelhouse: a build argument; the default folder holds no wheel (so: the indexes)
+    assert args["WHEELHOUSE"] == "deploy/no-wheels"
+    assert not list((ROOT / args["WHEELHOUSE"]).glob("*.whl"))
     assert any(
-        i["instruction"] == "COPY" and i["value"] == "--from=build /opt/venv /opt/venv"
-        for i in final
+        i["value"] == "${WHEELHOUSE}/ /wheels/" for i in structure if i["instruction"] == "COPY"
     )
+    installs = [i["value"] for i in structure if "pip install" in i["value"]]
+    assert installs and all("PIP_NO_INDEX=1 PIP_FIND_LINKS=/wheels" in v for v in installs)
+
+
+@pytest.mark.parametrize("target", TARGETS)
+def test_each_target_is_its_role_only_on_a_fresh_base_non_root(target: str) -> None:
+    named = stages(dockerfile())
+    # the classic builder builds every stage before its target: the server's comes before the
+    # trainer's, so building `server` never installs the trainer's packages
+    order = list(named)
+    assert order.index("server") < order.index("build-trainer") < order.index("trainer")
+    final = named[target]
+    assert final[0]["value"] == f"runtime AS {target}"  # no build tools, no wheels, no sources
+    extra = {"server": ".[server]", "trainer": ".[trainer]"}[target]
+    assert any(extra in i["value"] for i in named[f"build-{target}"] if i["instruction"] == "RUN")
+    assert not any(
+        ".[trainer]" in i["value"] or "requirements-data" in i["value"]
+        for i in named["build-server"]
+        if i["instruction"] == "RUN"
+    )
+    copies = [i["value"] for i in final if i["instruction"] == "COPY"]
+    assert copies == [f"--from=build-{target} /opt/venv /opt/venv"]
     users = [i["value"] for i in final if i["instruction"] == "USER"]
     assert users, "the final stage must set USER"
     user = users[-1].split(":")[0]
     assert user not in ("root", "0") and (not user.isdigit() or int(user) >= 1000)
-    entrypoint = exec_form(parser, "ENTRYPOINT")
-    assert entrypoint == [{"server": "nws-server", "trainer": "nws-train"}[kind]]
-    if kind == "server":
+    entrypoint = exec_form(final, "ENTRYPOINT")
+    assert entrypoint == [{"server": "nws-server", "trainer": "nws-train"}[target]]
+    if target == "server":
         healthcheck = [i["value"] for i in final if i["instruction"] == "HEALTHCHECK"]
         assert healthcheck and "nws_server.healthcheck" in healthcheck[0]
 
@@ -186,10 +212,30 @@ def test_dockerignore_lets_in_only_what_the_images_copy() -> None:
     assert patterns[0] == "*"  # everything out (.venv, .git, runs, tests, ...), then back in:
     allowed = {p[1:].rstrip("/") for p in patterns if p.startswith("!")}
     copied = set()
-    for kind in DOCKERFILES:
-        for ins in dockerfile(kind).structure:
-            if ins["instruction"] == "COPY" and not ins["value"].startswith("--from"):
-                copied |= set(ins["value"].split()[:-1])
+    for ins in dockerfile().structure:
+        if ins["instruction"] == "COPY" and not ins["value"].startswith("--from"):
+            copied |= {p.rstrip("/") for p in ins["value"].split()[:-1]}
+    # the wheelhouse argument: its default folder, or the one deploy/build-offline.sh fills
+    copied.remove("${WHEELHOUSE}")
+    copied |= {"deploy/no-wheels", "deploy/wheelhouse"}
     assert copied == allowed, (copied, allowed)
-    for path in copied:
+    for path in copied - {"deploy/wheelhouse"}:  # made by deploy/build-offline.sh, git-ignored
         assert (ROOT / path).exists(), path
+    ignored = subprocess.run(
+        ["git", "check-ignore", "-q", "deploy/wheelhouse/x.whl"], cwd=ROOT, check=False
+    )
+    assert ignored.returncode == 0, "the wheelhouse must be git-ignored"
+
+
+def test_redis_image_from_debian_runs_as_the_compose_file_expects(resolved: dict[str, Any]) -> None:
+    parser = DockerfileParser(path=str(REDIS_DOCKERFILE))
+    ins = parser.structure
+    assert any("redis-server" in i["value"] for i in ins if i["instruction"] == "RUN")
+    assert [i["value"] for i in ins if i["instruction"] == "WORKDIR"] == ["/data"]
+    users = [i["value"] for i in ins if i["instruction"] == "USER"]
+    assert users and users[-1] not in ("root", "0")
+    # the compose file's command and health check use only what Debian's package installs
+    redis = resolved["services"]["redis"]
+    assert redis["command"][0] == "redis-server"
+    assert redis["command"][redis["command"].index("--protected-mode") + 1] == "no"
+    assert redis["image"] == "redis:7.4.2-alpine"  # the default; NWS_REDIS_IMAGE swaps it

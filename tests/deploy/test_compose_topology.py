@@ -26,7 +26,7 @@ from typing import Any
 import httpx
 import pytest
 import redis
-from deploy_helpers import TOKEN, dockerfile, exec_form
+from deploy_helpers import TOKEN, dockerfile, exec_form, stage_env, stages
 
 from nws_client import SketchClient
 
@@ -68,13 +68,12 @@ class Rewrite:
         return env
 
 
-def _image_env(kind: str) -> dict[str, str]:
-    env: dict[str, str] = dockerfile(kind).envs
-    return env
+def _image_env(target: str) -> dict[str, str]:
+    return stage_env(target)
 
 
-def _entrypoint(kind: str) -> list[str]:
-    program, *rest = exec_form(dockerfile(kind), "ENTRYPOINT")
+def _entrypoint(target: str) -> list[str]:
+    program, *rest = exec_form(stages(dockerfile())[target], "ENTRYPOINT")
     return [str(BIN / program), *rest]
 
 

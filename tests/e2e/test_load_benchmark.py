@@ -37,7 +37,10 @@ def test_load_benchmark_smoke_loses_nothing(
     assert killed.acked_at_kill is not None and killed.restored is not None
     assert 0 < killed.acked_at_kill <= killed.restored <= killed.observations
     assert killed.server_down_seconds is not None and killed.server_down_seconds > 0
-    assert killed.unavailable_seconds is not None and killed.unavailable_seconds > 0
+    # the clients saw the outage: as failed calls (a span of unavailability) or, when they sat
+    # in a flush for the whole of it (a loaded machine), as reconnects of their update streams
+    assert killed.unavailable_seconds is not None
+    assert killed.unavailable_seconds > 0 or killed.stream_reconnects > 0
     text = output.read_text()
     assert text.startswith("# Load\n\nMachine: ") and "CPU cores" in text
     assert "| steady | Sample |" in text and "| kill -9 + restart | StreamUpdates |" in text

@@ -227,7 +227,7 @@ def base_venv(wheel: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def server_venv(wheel: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """`pip install 'nws[server]'`: what deploy/server.Dockerfile installs."""
+    """`pip install 'nws[server]'`: what deploy/Dockerfile's server target installs."""
     return role_venv(tmp_path_factory.mktemp("server") / "venv", wheel, "server")
 
 
