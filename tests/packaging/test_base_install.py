@@ -398,12 +398,14 @@ def test_server_role_serves_without_the_trainer_packages(server_venv: Path) -> N
 def test_each_image_installs_its_role(role: str) -> None:
     from dockerfile_parse import DockerfileParser
 
-    parser = DockerfileParser(path=str(ROOT / "deploy" / f"{role}.Dockerfile"))
-    installs = [
-        i["value"]
-        for i in parser.structure
-        if i["instruction"] == "RUN" and "--constraint requirements.lock" in i["value"]
-    ]
+    parser = DockerfileParser(path=str(ROOT / "deploy" / "Dockerfile"))
+    stage: str | None = None
+    installs = []  # the locked installs of the stage that builds this role's environment
+    for i in parser.structure:
+        if i["instruction"] == "FROM":
+            stage = i["value"].split()[-1]
+        elif stage == f"build-{role}" and "--constraint requirements.lock" in i["value"]:
+            installs.append(i["value"])
     assert len(installs) == 1 and f'requirements.lock ".[{role}]"' in installs[0], installs
 
 

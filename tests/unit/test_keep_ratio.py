@@ -113,7 +113,10 @@ def test_rho_is_bounded_pays_and_is_monotone_in_cv_hat(s, auto, g1, g2, rule):
     for rho, f in ((rho_low, f_low), (rho_high, f_high)):
         assert auto.ratio_min <= rho <= 1.0
         assert f <= rho * (1 + SLACK)  # never a ratio that does not break even
-    assert rho_high <= rho_low  # a larger CV_hat never keeps more
+    # a larger CV_hat never keeps more, up to the bisection's resolution: choose returns the
+    # smallest paying ratio to within kr.TOLERANCE, and searches from two starting ratios may
+    # stop at different points of that interval (seen: 1.0 vs 1 - 1e-12)
+    assert rho_high <= rho_low + kr.TOLERANCE
 
 
 def test_the_final_probabilities_have_mean_rho_and_unbiased_weights():
