@@ -154,27 +154,24 @@ def test_compose_stack_builds_runs_and_keeps_every_acknowledged_update(tmp_path:
             before = _digests(client)
             client.close()
             assert before["restart-check"][1] == acked == 1000
+
+            def up_again(key: str) -> dict[str, tuple[str | None, int]]:
+                """``up -d`` the server, time it to healthy, and read every sketch's digest."""
+                start = time.monotonic()
+                run([*compose, "up", "-d", SERVER], env, timeout=300)
+                wait_healthy(container(SERVER), env)
+                measured[key] = time.monotonic() - start
+                with SketchClient(f"127.0.0.1:{grpc_port}", auth_token=TOKEN, timeout=30) as c:
+                    return _digests(c)
+
             run(["docker", "kill", "--signal", "KILL", container(SERVER)], env)
-            start = time.monotonic()
-            run([*compose, "up", "-d", SERVER], env, timeout=300)
-            wait_healthy(container(SERVER), env)
-            measured["healthy_after_kill_s"] = time.monotonic() - start
-            client = SketchClient(f"127.0.0.1:{grpc_port}", auth_token=TOKEN, timeout=30)
-            after_kill = _digests(client)
-            client.close()
-            assert after_kill == before  # same content digests, same observation counts
+            # same content digests, same observation counts
+            assert up_again("healthy_after_kill_s") == before
             measured["restart_check"] = {"acknowledged_rows": acked, "sketches": len(before)}
 
             # 6. down (volumes kept) and up again: the sketches are in the redis-data volume
             run([*compose, "down"], env, timeout=300)
-            start = time.monotonic()
-            run([*compose, "up", "-d", SERVER], env, timeout=300)
-            wait_healthy(container(SERVER), env)
-            measured["healthy_after_down_up_s"] = time.monotonic() - start
-            client = SketchClient(f"127.0.0.1:{grpc_port}", auth_token=TOKEN, timeout=30)
-            after_down = _digests(client)
-            client.close()
-            assert after_down == before
+            assert up_again("healthy_after_down_up_s") == before
         finally:
             run([*compose, "down", "-v"], env, timeout=300, check=False)
         label = f"label=com.docker.compose.project={PROJECT}"
