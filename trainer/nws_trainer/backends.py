@@ -17,11 +17,12 @@ import itertools
 import os
 import threading
 from dataclasses import dataclass
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, Literal, Protocol, runtime_checkable
 
 import numpy as np
 
 import nws_server.policy as policy
+from nws_server import keep_ratio
 from nws_server.prune import Prune
 from nws_server.sketch import NWSketch, SketchConfig
 
@@ -42,6 +43,13 @@ class SampleResult:
     """The sketch was in its warm-up: every row kept with weight 1."""
     fallback: bool = False
     """The sketch server was unreachable: the client's fallback policy chose (no estimates)."""
+    ratio: float | None = None
+    """The keep ratio drawn with (the requested one, auto's choice, 1 in warm-up); None when
+    the backend does not say (prune: the expected keep share)."""
+
+
+Ratio = float | Literal["auto"]
+"""A keep ratio in (0, 1], or ``"auto"``: the sketch's side picks it per request."""
 
 
 @dataclass(frozen=True)
@@ -59,15 +67,18 @@ class SketchBackend(Protocol):
     def sample(
         self,
         embeddings: np.ndarray,
-        ratio: float,
+        ratio: Ratio,
         p_min: float,
         seed: int | None,
         rule: policy.SamplingPolicy | None = None,
         prune_rate: float | None = None,
+        auto: keep_ratio.AutoRatio | None = None,
     ) -> SampleResult:
         """Score ``embeddings`` [n, dim] and draw which rows to keep (reproducible for a seed);
-        ``rule``: the policy levers (default: p ∝ estimate, weights 1/p); ``prune_rate``: the
-        ``prune`` policy instead (:mod:`nws_server.prune`; ratio, p_min and rule unused)."""
+        ``rule``: the policy levers (default: p ∝ estimate, weights 1/p); ``ratio="auto"``: the
+        keep ratio chosen per request (:mod:`nws_server.keep_ratio`; ``auto`` its settings,
+        default ratio_min 0.3, threshold 0.05); ``prune_rate``: the ``prune`` policy instead
+        (:mod:`nws_server.prune`; ratio, p_min and rule unused)."""
         ...
 
     def score(self, embeddings: np.ndarray) -> Scores:
@@ -140,6 +151,7 @@ class InProcessBackend:
         self._lock = threading.Lock()
         self._sampled = 0
         self._accepted = 0
+        self._keep = keep_ratio.KeepRatioState()
         self._key = next(_LOCAL_IDS)
         _LOCAL[self._key] = self
 
@@ -150,27 +162,38 @@ class InProcessBackend:
     def sample(
         self,
         embeddings: np.ndarray,
-        ratio: float,
+        ratio: Ratio,
         p_min: float,
         seed: int | None,
         rule: policy.SamplingPolicy | None = None,
         prune_rate: float | None = None,
+        auto: keep_ratio.AutoRatio | None = None,
     ) -> SampleResult:
+        if ratio == "auto":
+            auto = auto or keep_ratio.AutoRatio()
+            p_min, target = auto.p_min(p_min), 1.0
+        else:
+            auto, target = None, float(ratio)
         with self._lock:
             est = self._sketch.estimate(embeddings)
             warm = policy.in_warmup(self._sketch.observations, self._warmup)
             mean = self._sketch.mean_value
         values = est.values.numpy()
         n = values.shape[0]
+        drawn_with: float | None = None
         if prune_rate is not None:
             accepted, weights, _ = Prune(prune_rate).draw(values, mean, seed, warm=warm)
         else:
+            plan = keep_ratio.plan(self._keep, values, target, p_min, rule, auto, warm=warm)
             accepted, weights, _ = (rule or policy.SamplingPolicy()).draw(
-                values, ratio, p_min, seed, warm=warm
+                values, plan.ratio, plan.p_min, seed, warm=warm
             )
+            drawn_with = plan.ratio
         self._sampled += n
         self._accepted += int(accepted.sum())
-        return SampleResult(accepted, weights, values, est.prior_used.numpy(), warm)
+        return SampleResult(
+            accepted, weights, values, est.prior_used.numpy(), warm, ratio=drawn_with
+        )
 
     def score(self, embeddings: np.ndarray) -> Scores:
         with self._lock:

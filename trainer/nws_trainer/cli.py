@@ -53,6 +53,15 @@ def _h(name: str) -> str:
     return text.replace("%", "%%")
 
 
+def _ratio(text: str) -> float | str:
+    if text == "auto":
+        return text
+    try:
+        return float(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"not a number or auto: {text!r}") from exc
+
+
 def _test_size(text: str) -> float:
     try:
         value = float(text)
@@ -79,7 +88,9 @@ def build_parser() -> argparse.ArgumentParser:
     g = p.add_argument_group("strategy")
     g.add_argument("--strategy", choices=STRATEGIES, help=_h("strategy"))
     g.add_argument("--batching", choices=("fill", "shrink"), help=_h("batching"))
-    g.add_argument("--ratio", type=float, help=_h("ratio"))
+    g.add_argument("--ratio", type=_ratio, help=_h("ratio"))
+    g.add_argument("--ratio-min", type=float, help=_h("ratio_min"))
+    g.add_argument("--auto-threshold", type=float, help=_h("auto_threshold"))
     g.add_argument("--p-min", type=float, help=_h("p_min"))
     g.add_argument("--warmup-steps", type=int, help=_h("warmup_steps"))
     g.add_argument("--warmup-forget", type=float, help=_h("warmup_forget"))

@@ -47,10 +47,17 @@ class TrainConfig:
     """full | uniform | rs2 | nws | nws-live | selective-backprop | loss-table | infobatch."""
     batching: Literal["fill", "shrink"] = "fill"
     """fill: kept examples fill whole batches; shrink: each candidate batch keeps its kept part."""
-    ratio: float = 0.4
-    """Target fraction of candidates kept by the sampled strategies, in (0, 1]."""
+    ratio: float | Literal["auto"] = 0.4
+    """Target fraction of candidates kept by the sampled strategies, in (0, 1]; nws also takes
+    auto: the server picks each request's ratio from the predicted variance reduction of its
+    estimates (docs/sampling.md), never below ratio_min, 1 while the gain is under the threshold."""
+    ratio_min: float = 0.3
+    """ratio auto: the lowest keep ratio the server may choose, in (0, 1]."""
+    auto_threshold: float = 0.05
+    """ratio auto: keep every candidate while the predicted gain 1 + CV^2 is under 1 + this."""
     p_min: float = 0.05
-    """Floor of every keep probability, in [0, ratio]; > 0 keeps the weighted loss unbiased."""
+    """Floor of every keep probability, in [0, ratio] (under auto [0, ratio_min]); > 0 keeps the
+    weighted loss unbiased."""
     warmup_steps: int = 20
     """Sketch warm-up: the first warmup_steps * batch_size observations keep every candidate."""
     warmup_forget: float = 1.0
@@ -170,8 +177,30 @@ class TrainConfig:
         """Raise :class:`ConfigError` naming the first bad setting; else return self."""
         _need(self.strategy in STRATEGIES, f"strategy must be one of {STRATEGIES}", self.strategy)
         _need(self.batching in ("fill", "shrink"), "batching must be fill or shrink", self.batching)
-        _need(0.0 < self.ratio <= 1.0, "ratio must be in (0, 1]", self.ratio)
-        _need(0.0 <= self.p_min <= self.ratio, "p_min must be in [0, ratio]", self.p_min)
+        if self.ratio == "auto":
+            _need(
+                self.strategy == "nws" and self.sampling == "importance",
+                "ratio auto applies to the nws strategy with importance sampling only",
+                (self.strategy, self.sampling),
+            )
+            _need(0.0 < self.ratio_min <= 1.0, "ratio_min must be in (0, 1]", self.ratio_min)
+            _need(
+                math.isfinite(self.auto_threshold) and self.auto_threshold >= 0,
+                "auto_threshold must be a finite number >= 0",
+                self.auto_threshold,
+            )
+            _need(
+                0.0 <= self.p_min <= self.ratio_min,
+                "p_min must be in [0, ratio_min] under ratio auto",
+                self.p_min,
+            )
+        else:
+            _need(
+                isinstance(self.ratio, (int, float)) and 0.0 < self.ratio <= 1.0,
+                "ratio must be in (0, 1] or auto",
+                self.ratio,
+            )
+            _need(0.0 <= self.p_min <= self.ratio, "p_min must be in [0, ratio]", self.p_min)
         _need(self.warmup_steps >= 0, "warmup_steps must be >= 0", self.warmup_steps)
         _need(0 < self.warmup_forget <= 1, "warmup_forget must be in (0, 1]", self.warmup_forget)
         _need(
@@ -299,6 +328,16 @@ class TrainConfig:
             self.num_workers,
         )
         return self
+
+    @property
+    def auto(self) -> bool:
+        """The keep ratio is chosen by the server per request (``ratio == "auto"``)."""
+        return self.ratio == "auto"
+
+    def fixed_ratio(self) -> float:
+        """The keep ratio as a number: 1 under auto (the most it keeps, and what it keeps while
+        the predicted gain is under the threshold), for step planning and fallbacks."""
+        return 1.0 if self.ratio == "auto" else float(self.ratio)
 
     def sampling_policy(self) -> SamplingPolicy:
         """The policy levers as the server's :class:`~nws_server.policy.SamplingPolicy`."""

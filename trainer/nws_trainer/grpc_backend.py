@@ -17,9 +17,10 @@ import numpy as np
 
 from nws_client import DeadlineExceeded, NWSClientError, OnUnavailable, SketchClient, Unavailable
 from nws_client import SketchConfig as WireSketchConfig
+from nws_server.keep_ratio import AutoRatio
 from nws_server.policy import SamplingPolicy
 from nws_server.sketch import SketchConfig
-from nws_trainer.backends import BackendSpec, SampleResult, Scores, SketchBackend
+from nws_trainer.backends import BackendSpec, Ratio, SampleResult, Scores, SketchBackend
 from nws_trainer.config import ConfigError, TrainConfig
 
 DEFAULT_TIMEOUT = 30.0
@@ -50,11 +51,12 @@ class GrpcBackend:
     def sample(
         self,
         embeddings: np.ndarray,
-        ratio: float,
+        ratio: Ratio,
         p_min: float,
         seed: int | None,
         rule: SamplingPolicy | None = None,
         prune_rate: float | None = None,
+        auto: AutoRatio | None = None,
     ) -> SampleResult:
         if prune_rate is not None:
             r = self.client.sample(
@@ -74,9 +76,17 @@ class GrpcBackend:
             rank=rule.rank,
             baseline_quantile=rule.baseline_quantile,
             temper=rule.temper,
+            ratio_min=None if auto is None or ratio != "auto" else auto.ratio_min,
+            auto_threshold=None if auto is None or ratio != "auto" else auto.threshold,
         )
         return SampleResult(
-            r.accepted, r.weights, r.estimates, r.prior_used, r.warmup, fallback=r.fallback
+            r.accepted,
+            r.weights,
+            r.estimates,
+            r.prior_used,
+            r.warmup,
+            fallback=r.fallback,
+            ratio=r.ratio,
         )
 
     def score(self, embeddings: np.ndarray) -> Scores:

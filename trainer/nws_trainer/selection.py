@@ -26,7 +26,8 @@ import numpy as np
 import torch
 
 from nws_server import policy
-from nws_trainer.backends import BackendSpec, SampleResult, SketchBackend
+from nws_server.keep_ratio import AutoRatio
+from nws_trainer.backends import BackendSpec, Ratio, SampleResult, SketchBackend
 from nws_trainer.diagnostics import ChunkStats, coefficient_of_variation
 
 Batching = Literal["fill", "shrink"]
@@ -314,7 +315,8 @@ def normalize_rows(x: np.ndarray) -> np.ndarray:
 
 class SketchSelector:
     """The ``nws`` strategy: ask the sketch server to sample by estimated loss (importance
-    sampling at ``ratio``, or with ``prune_rate`` the server's ``prune`` policy).
+    sampling at ``ratio``, a number or ``"auto"``, or with ``prune_rate`` the server's ``prune``
+    policy).
 
     Holds a :class:`BackendSpec`, not a connection: each process that calls it opens its own
     handle lazily (so forked or spawned loader workers never inherit a live channel).
@@ -324,14 +326,16 @@ class SketchSelector:
         self,
         spec: BackendSpec,
         embeddings: EmbeddingTable,
-        ratio: float,
+        ratio: Ratio,
         p_min: float,
         rule: policy.SamplingPolicy | None = None,
         prune_rate: float | None = None,
+        auto: AutoRatio | None = None,
     ) -> None:
         self.spec = spec
         self.embeddings = embeddings
         self.ratio = ratio
+        self.auto = auto  # ratio "auto": its settings (None: the server's defaults)
         self.p_min = p_min
         self.rule = rule or policy.SamplingPolicy()
         self.prune_rate = prune_rate  # not None: the server's prune policy (nws_server.prune)
@@ -354,7 +358,7 @@ class SketchSelector:
         if self.prune_rate is not None:
             result = self.backend.sample(x, 1.0, 0.0, seed, prune_rate=self.prune_rate)
         else:
-            result = self.backend.sample(x, self.ratio, self.p_min, seed, self.rule)
+            result = self.backend.sample(x, self.ratio, self.p_min, seed, self.rule, auto=self.auto)
         return from_sample(indices, result, time.perf_counter() - start)
 
 

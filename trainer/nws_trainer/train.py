@@ -32,6 +32,7 @@ import torch
 from tqdm.auto import tqdm
 
 from nws_client import DeadlineExceeded, Unavailable
+from nws_server.keep_ratio import AutoRatio
 from nws_server.sketch import SketchConfig
 from nws_trainer import anneal
 from nws_trainer.backends import InProcessBackend, SketchBackend
@@ -151,7 +152,8 @@ def planned_steps(cfg: TrainConfig, n_train: int) -> int:
     else:
         warm = min(cfg.warmup_steps * b, n_train) if cfg.strategy in SKETCHED else 0
         full = n_train * cfg.epochs * cfg.anneal  # the annealed last share keeps every candidate
-        kept = warm + max(n_train * cfg.epochs - full - warm, 0) * cfg.ratio + full
+        # auto: an upper bound (it keeps every candidate while sampling would not pay)
+        kept = warm + max(n_train * cfg.epochs - full - warm, 0) * cfg.fixed_ratio() + full
         total = math.ceil(kept / b)
     if cfg.max_steps is not None:
         total = min(total, cfg.max_steps)
@@ -261,9 +263,9 @@ class Trainer:
     def _selector(self) -> Selector:
         cfg = self.cfg
         if cfg.strategy == "uniform":
-            return UniformSelector(cfg.ratio)
+            return UniformSelector(cfg.fixed_ratio())
         if cfg.strategy == "rs2":
-            return RS2Selector(len(self.prep.train), cfg.ratio, cfg.seed)
+            return RS2Selector(len(self.prep.train), cfg.fixed_ratio(), cfg.seed)
         if cfg.strategy == "nws":
             assert self.backend is not None and self.embeddings is not None
             prune_rate = cfg.prune_rate if cfg.sampling == "prune" else None
@@ -274,11 +276,12 @@ class Trainer:
                 cfg.p_min,
                 self.rule,
                 prune_rate,
+                AutoRatio(cfg.ratio_min, cfg.auto_threshold) if cfg.auto else None,
             )
         if cfg.strategy == "loss-table":
             assert self.table is not None
             warmup = cfg.warmup_steps * cfg.batch_size
-            return LossTableSelector(self.table, cfg.ratio, cfg.p_min, warmup, self.rule)
+            return LossTableSelector(self.table, cfg.fixed_ratio(), cfg.p_min, warmup, self.rule)
         if cfg.strategy == "infobatch":
             assert self.table is not None
             epochs = cfg.epochs
@@ -393,7 +396,9 @@ class Trainer:
     def _describe(self) -> None:
         cfg, prep = self.cfg, self.prep
         sampled = (
-            f", ratio {cfg.ratio}, p_min {cfg.p_min}, {cfg.batching} batching"
+            f", ratio {cfg.ratio}"
+            + (f" (at least {cfg.ratio_min})" if cfg.auto else "")
+            + f", p_min {cfg.p_min}, {cfg.batching} batching"
             if cfg.strategy != "full"
             else ""
         )
@@ -538,13 +543,13 @@ class Trainer:
                 if not self._centered:
                     self.backend.set_center(x.mean(axis=0))
                     self._centered = True
-                result = self.backend.sample(x, cfg.ratio, cfg.p_min, seed, self.rule)
+                result = self.backend.sample(x, cfg.fixed_ratio(), cfg.p_min, seed, self.rule)
                 for i, row in zip(cand.indices[result.accepted], x[result.accepted], strict=True):
                     self._live[int(i)] = row
                 chunk = from_sample(cand.indices, result, time.perf_counter() - start)
             else:
                 chunk = select_by_scores(
-                    cand.indices, f.losses, cfg.ratio, cfg.p_min, seed, self.rule
+                    cand.indices, f.losses, cfg.fixed_ratio(), cfg.p_min, seed, self.rule
                 )
                 chunk.seconds = time.perf_counter() - start
             for batch in batcher.add(chunk):

@@ -49,7 +49,7 @@ import uuid
 from collections import deque
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import torch
@@ -59,6 +59,7 @@ from torch.utils.data import DataLoader, Dataset, IterableDataset
 from torch.utils.data.dataloader import default_collate
 
 from nws_client import SketchClient, SketchConfig
+from nws_server.keep_ratio import DEFAULT_RATIO_MIN
 from nws_server.policy import SamplingPolicy
 from nws_trainer.anneal import batch_annealing, check_share
 from nws_trainer.config import TrainConfig
@@ -123,12 +124,15 @@ class NWSSampler:
         embeddings: an array / tensor [n, dim] indexed by example index (rows are L2-normalised
             and centred on their mean), or a callable mapping a collated batch to [m, dim].
         batch_size: examples per optimizer step (sampler mode) / candidates per batch (filter).
-        ratio: target fraction of candidates kept, in (0, 1].
+        ratio: target fraction of candidates kept, in (0, 1], or ``"auto"``: the server picks
+            each draw's ratio from the predicted variance reduction (at least 0.3, every row
+            while sampling would not pay; docs/sampling.md).
         p_min: floor of every keep probability (unbiasedness needs > 0).
         seed: seeds the permutations and every draw.
         warmup: observations before selection starts (default ``2 * batch_size``); until then
             every candidate is kept with weight 1.
-        steps_per_epoch: batches per epoch in sampler mode (default from ``ratio``).
+        steps_per_epoch: batches per epoch in sampler mode (default from ``ratio``; under auto
+            from 1, the most it keeps).
         endpoint: ``host:port`` of a shared sketch server; None starts an embedded one (on rank 0).
         sketch_name: the sketch's name (default a fresh one; shared by every rank).
         rows, bits: the sketch's shape (default: ``nws-train``'s, R = 200, K = 10).
@@ -152,7 +156,7 @@ class NWSSampler:
         embeddings: np.ndarray | torch.Tensor | EmbeddingFn,
         *,
         batch_size: int,
-        ratio: float = 0.5,
+        ratio: float | Literal["auto"] = 0.5,
         p_min: float = 0.05,
         seed: int = 0,
         warmup: int | None = None,
@@ -171,12 +175,18 @@ class NWSSampler:
     ) -> None:
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-        if not 0.0 < ratio <= 1.0:
-            raise ValueError(f"ratio must be in (0, 1], got {ratio}")
-        if not 0.0 <= p_min <= ratio:
+        if ratio == "auto":
+            if not 0.0 <= p_min <= DEFAULT_RATIO_MIN:
+                raise ValueError(
+                    f"p_min must be in [0, {DEFAULT_RATIO_MIN}] under auto, got {p_min}"
+                )
+        elif not (isinstance(ratio, (int, float)) and 0.0 < ratio <= 1.0):
+            raise ValueError(f"ratio must be in (0, 1] or 'auto', got {ratio!r}")
+        elif not 0.0 <= p_min <= ratio:
             raise ValueError(f"p_min must be in [0, ratio], got {p_min}")
         self.batch_size = batch_size
-        self.ratio = float(ratio)
+        self.ratio: float | Literal["auto"] = "auto" if ratio == "auto" else float(ratio)
+        planned_ratio = 1.0 if ratio == "auto" else float(ratio)
         self.p_min = float(p_min)
         self.policy = SamplingPolicy(power=power, temper=temper)  # validates: ValueError
         self.seed = int(seed)
@@ -200,7 +210,7 @@ class NWSSampler:
         self.steps_per_epoch = (
             steps_per_epoch
             if steps_per_epoch is not None
-            else max(1, math.ceil(self.n_examples * self.ratio / per_step))
+            else max(1, math.ceil(self.n_examples * planned_ratio / per_step))
         )
         self.warmup = 2 * batch_size if warmup is None else int(warmup)
         self.anneal = check_share(anneal)  # ValueError

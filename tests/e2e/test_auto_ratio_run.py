@@ -1,0 +1,34 @@
+"""nws-train with ``--ratio auto`` through a real sketch server (tiny random BERT)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from e2e_helpers import tiny_config
+
+from nws_trainer.train import planned_steps, run
+
+pytestmark = pytest.mark.slow
+
+
+def test_an_auto_run_keeps_every_candidate_whose_estimate_is_positive(
+    tiny_bert_dir: Path, tmp_path: Path, sketch_endpoint: str
+) -> None:
+    cfg = tiny_config(
+        tiny_bert_dir,
+        tmp_path,
+        strategy="nws",
+        ratio="auto",
+        max_steps=None,
+        eval_every=100,
+        sketch_endpoint=sketch_endpoint,
+    ).validate()
+    assert planned_steps(cfg, 160) == 10  # every candidate: an upper bound
+    result = run(cfg, log=lambda _: None)
+    s = result.summary
+    # cross-entropy losses are > 0, so every estimate is: auto drops nothing (docs/sampling.md)
+    assert s["candidates_seen"] == 160 and s["examples_backpropagated"] == 160
+    assert s["steps"] == 10 and s["config"]["ratio"] == "auto"
+    assert s["sketch"]["keep_ratio"] == 1.0
+    assert s["sketch"]["sampled"] == s["sketch"]["accepted"] == 160
