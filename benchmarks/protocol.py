@@ -105,6 +105,8 @@ def standard_arms(infobatch: bool = True) -> tuple[Arm, ...]:
         arms += [Arm(f"{family}@{b:.0%}", family, family, b) for b in BUDGETS]
     arms += [
         Arm("nws", "nws", "nws", curve=True),
+        # The keep ratio set per request by the predicted variance reduction (docs/sampling.md)
+        Arm("nws auto", "nws", "nws auto", curve=True, overrides={"ratio": "auto"}),
         # InfoBatch's rule on the sketch's estimates, with InfoBatch's annealing (docs/sampling.md)
         Arm(
             "nws prune",
@@ -192,6 +194,26 @@ def arm_config(
         over["eval_every"] = max(1, full_steps // 4)
     over["eval_at_start"] = arm.label == "full@100%"  # the same initial model for every arm
     return base.replace(**{**over, **arm.overrides}).validate()
+
+
+def select_arms(scenario: Scenario, labels: Sequence[str] | None) -> tuple[Arm, ...]:
+    """The scenario's arms named by ``--arms`` (``full@100%``, the reference of the same-epochs
+    check, always among them), in the scenario's order; all of them without ``--arms``."""
+    if not labels:
+        return scenario.arms
+    known = {a.label for a in scenario.arms}
+    unknown = [x for x in labels if x not in known]
+    if unknown:
+        raise SystemExit(
+            f"protocol: no arm {', '.join(map(repr, unknown))} in scenario {scenario.name!r}; "
+            f"its arms: {', '.join(a.label for a in scenario.arms)}"
+        )
+    wanted = {"full@100%", *labels}
+    return tuple(a for a in scenario.arms if a.label in wanted)
+
+
+def arms_of(scenario: Scenario, records: dict[str, Any]) -> list[Arm]:
+    return [a for a in scenario.arms if a.label in records]
 
 
 def order(arms: Sequence[Arm], k: int) -> list[Arm]:
@@ -300,25 +322,34 @@ def frontier_of(records: dict[str, list[dict[str, Any]]], i: int) -> list[tuple[
     return pts
 
 
+def has_frontier(records: dict[str, Any]) -> bool:
+    """Whether ``full`` ran at every budget (a subset of the arms, ``--arms``, may leave it out)."""
+    return all(f"full@{b:.0%}" in records for b in (*BUDGETS, 1.0))
+
+
 def analyse(
     scenario: Scenario, records: dict[str, list[dict[str, Any]]]
 ) -> dict[str, dict[str, Any]]:
     """label -> paired facts over the seeds (the i-th record of every label is seed i)."""
     n = len(records["full@100%"])
-    frontiers = [frontier_of(records, i) for i in range(n)]
+    frontiers = [frontier_of(records, i) for i in range(n)] if has_frontier(records) else None
     ratios = [r["wall"] / r["compute"] for recs in records.values() for r in recs if r["compute"]]
     median_ratio = float(np.median(ratios))
     out: dict[str, dict[str, Any]] = {}
-    for arm in scenario.arms:
+    for arm in arms_of(scenario, records):
         recs = records[arm.label]
         full = records["full@100%"]
         same_epochs = [r["accuracy"] - f["accuracy"] for r, f in zip(recs, full, strict=True)]
-        equal_compute = [
-            r["accuracy"] - accuracy_at(fr, r["compute"])
-            for r, fr in zip(recs, frontiers, strict=True)
-        ]
-        needed = [compute_for(fr, r["accuracy"]) for r, fr in zip(recs, frontiers, strict=True)]
-        speedup = [c / r["compute"] for r, (c, _) in zip(recs, needed, strict=True)]
+        if frontiers is None:  # a subset of the arms (--arms): no frontier to judge against
+            equal_compute = speedup = None
+            needed = []
+        else:
+            equal_compute = [
+                r["accuracy"] - accuracy_at(fr, r["compute"])
+                for r, fr in zip(recs, frontiers, strict=True)
+            ]
+            needed = [compute_for(fr, r["accuracy"]) for r, fr in zip(recs, frontiers, strict=True)]
+            speedup = [c / r["compute"] for r, (c, _) in zip(recs, needed, strict=True)]
         share = [r["compute"] / f["compute"] for r, f in zip(recs, full, strict=True)]
         disturbed = [
             i for i, r in enumerate(recs) if abs(r["wall"] / r["compute"] / median_ratio - 1) > 0.3
@@ -332,8 +363,8 @@ def analyse(
             "wall": t_interval([r["wall"] for r in recs]),
             "compute_share": t_interval(share),
             "vs_same_epochs": t_interval(same_epochs),
-            "vs_equal_compute": t_interval(equal_compute),
-            "speedup": t_interval(speedup),
+            "vs_equal_compute": t_interval(equal_compute) if equal_compute else None,
+            "speedup": t_interval(speedup) if speedup else None,
             "speedup_is_bound": not all(reached for _, reached in needed),
             "wall_per_compute": [r["wall"] / r["compute"] for r in recs],
             "disturbed_seeds": disturbed,
@@ -383,17 +414,30 @@ def markdown(
         "| speed-up at equal accuracy | verdict (equal compute) |",
         "|---|---|---|---|---|---|---|---|---|",
     ]
+    if not meta.get("frontier", True):
+        lines[4:4] = [
+            f"**A subset of the arms** ({', '.join(facts)}): `full` did not run at its smaller "
+            "budgets, so there is no frontier here and only the same-epochs (no-harm) check "
+            "is judged; the verdict column is that check's.",
+            "",
+        ]
     for label, f in facts.items():
-        speedup = f["speedup"].text("{:.2f}x")
-        if f["speedup_is_bound"]:
-            speedup = "≥ " + speedup
+        eq, sp = f["vs_equal_compute"], f["speedup"]
+        reference = f["family"] == "full"
+        if eq is None or sp is None:
+            eq_text = speedup = "n/a"
+            verdict = "—" if label == "full@100%" else f["vs_same_epochs"].verdict
+        else:
+            eq_text, speedup, verdict = eq.text("{:+.1f}", 100), sp.text("{:.2f}x"), eq.verdict
+            if f["speedup_is_bound"]:
+                speedup = "≥ " + speedup
         lines.append(
             f"| {label} | {f['accuracy'].text('{:.4f}')} | {f['compute'].mean:.0f} "
             f"| {f['wall'].mean:.0f} | {100 * f['compute_share'].mean:.0f} % "
             f"| {f['vs_same_epochs'].text('{:+.1f}', 100) if label != 'full@100%' else '—'} "
-            f"| {f['vs_equal_compute'].text('{:+.1f}', 100) if f['family'] != 'full' else '—'} "
-            f"| {speedup if f['family'] != 'full' else '—'} "
-            f"| {f['vs_equal_compute'].verdict if f['family'] != 'full' else 'frontier'} |"
+            f"| {eq_text if not reference else '—'} "
+            f"| {speedup if not reference else '—'} "
+            f"| {verdict if not reference else 'frontier'} |"
         )
     lines += [
         "",
@@ -508,7 +552,7 @@ def plot(scenario: Scenario, facts: dict[str, dict[str, Any]], path: Path, ax: A
         return
     palette = iter(plt.rcParams["axes.prop_cycle"].by_key()["color"])
     start = facts["full@100%"]["records"]
-    for arm in scenario.arms:
+    for arm in arms_of(scenario, facts):
         if not arm.curve:
             continue
         colour = next(palette)
@@ -601,6 +645,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--results", type=Path, default=ROOT / "results")
     p.add_argument("--resume", action="store_true", help="reuse runs that already finished")
     p.add_argument(
+        "--arms",
+        type=lambda t: [x.strip() for x in t.split(",") if x.strip()],
+        help="run only these arms (comma-separated labels; full@100%% always runs): the "
+        "same-epochs check without a frontier, written to protocol_<scenario>_no-harm.*",
+    )
+    p.add_argument(
         "--report-only",
         action="store_true",
         help="no training: tables from the finished runs of complete seeds",
@@ -611,6 +661,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     scenario = SCENARIOS[args.scenario]
+    arms = select_arms(scenario, args.arms)
     torch.set_num_threads(args.threads)
     started = time.perf_counter()
     folder = args.results / "protocol" / scenario.name
@@ -636,14 +687,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         folder.mkdir(parents=True, exist_ok=True)
         calibration_path.write_text(json.dumps(costs.to_dict(), indent=2) + "\n")
     commit = git_commit()
-    records: dict[str, list[dict[str, Any]]] = {arm.label: [] for arm in scenario.arms}
+    records: dict[str, list[dict[str, Any]]] = {arm.label: [] for arm in arms}
     seeds_done: list[int] = []
-    total = len(scenario.arms) * len(args.seeds)
+    total = len(arms) * len(args.seeds)
     k = reused = 0
     for si, seed in enumerate(args.seeds):
         got: dict[str, dict[str, Any]] = {}
         seed_reused = 0
-        for arm in order(scenario.arms, si):
+        for arm in order(arms, si):
             k += 1
             cfg = arm_config(base, arm, full_steps, seed, folder / f"{arm.slug}-seed{seed}")
             found = finished_run(cfg) if args.resume or args.report_only else None
@@ -659,7 +710,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             else:
                 (summary, rows), seed_reused = found, seed_reused + 1
             got[arm.label] = run_record(summary, rows, costs)
-        if len(got) == len(scenario.arms):  # only complete seeds make the table
+        if len(got) == len(arms):  # only complete seeds make the table
             seeds_done.append(seed)
             reused += seed_reused
             for label, rec in got.items():
@@ -673,7 +724,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         "date": dt.datetime.now().astimezone().isoformat(timespec="seconds"),
         "minutes": (time.perf_counter() - started) / 60,
         "reused": reused,
-        "runs": len(seeds_done) * len(scenario.arms),
+        "runs": len(seeds_done) * len(arms),
+        "frontier": has_frontier(records),
         "batch_size": base.batch_size,
         "lr": base.lr,
         "max_seq_len": base.max_seq_len,
@@ -685,7 +737,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "env": env,
     }
     args.results.mkdir(parents=True, exist_ok=True)
-    stem = args.results / f"protocol_{scenario.name}"
+    stem = args.results / f"protocol_{scenario.name}{'' if arms == scenario.arms else '_no-harm'}"
     text = markdown(scenario, facts, seeds_done, costs, meta)
     stem.with_suffix(".md").write_text(text)
     stem.with_suffix(".json").write_text(

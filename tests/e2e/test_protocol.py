@@ -62,6 +62,38 @@ def test_smoke_scenario_writes_the_protocol_tables(tiny_bert_dir: Path, tmp_path
     assert {p: p.stat().st_mtime for p in runs.glob("*/summary.json")} == before
 
 
+def test_a_subset_of_arms_is_judged_at_equal_epochs_only(
+    tiny_bert_dir: Path, tmp_path: Path
+) -> None:
+    argv = ["--scenario", "smoke", "--model", str(tiny_bert_dir), "--seeds", "0"]
+    argv += ["--results", str(tmp_path), "--calibration-reps", "2", "--arms", "nws auto"]
+    assert protocol.main(argv) == 0
+    # Its own table: the scenario's full table (with its frontier) is not overwritten by it.
+    assert not (tmp_path / "protocol_smoke.md").exists()
+    text = (tmp_path / "protocol_smoke_no-harm.md").read_text()
+    assert "A subset of the arms" in text
+    rows = [line for line in text.splitlines() if line.startswith("| nws auto |")]
+    assert len(rows) == 2  # the result table and the ledger
+    assert "| n/a | n/a |" in rows[0]  # no frontier: no equal-compute difference, no speed-up
+    data = json.loads((tmp_path / "protocol_smoke_no-harm.json").read_text())
+    assert sorted(data["facts"]) == ["full@100%", "nws auto"]
+    assert data["meta"]["frontier"] is False
+    assert data["facts"]["nws auto"]["vs_equal_compute"] is None
+    assert sorted(p.name for p in (tmp_path / "protocol" / "smoke").glob("*-seed0")) == [
+        "full-b100-seed0",
+        "nws_auto-seed0",
+    ]
+    summary = json.loads(
+        (tmp_path / "protocol" / "smoke" / "nws_auto-seed0" / "summary.json").read_text()
+    )
+    assert summary["config"]["ratio"] == "auto"
+
+
+def test_an_unknown_arm_is_named() -> None:
+    with pytest.raises(SystemExit, match="no arm 'nws@0.7' in scenario 'smoke'"):
+        protocol.main(["--scenario", "smoke", "--arms", "nws@0.7", "--report-only"])
+
+
 def test_report_only_needs_a_finished_seed(tiny_bert_dir: Path, tmp_path: Path) -> None:
     argv = ["--scenario", "smoke", "--model", str(tiny_bert_dir), "--results", str(tmp_path)]
     with pytest.raises(SystemExit):
