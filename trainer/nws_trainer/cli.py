@@ -99,6 +99,7 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--score-baseline", type=float, help=_h("score_baseline"))
     g.add_argument("--temper", type=float, help=_h("temper"))
     g.add_argument("--sampling", choices=("importance", "prune"), help=_h("sampling"))
+    g.add_argument("--feedback", choices=("loss", "grad-norm"), help=_h("feedback"))
     g.add_argument("--prune-rate", type=float, help=_h("prune_rate"))
     g.add_argument("--anneal", type=float, help=_h("anneal"))
     g.add_argument("--infobatch-prune", type=float, help=_h("infobatch_prune"))

@@ -70,6 +70,10 @@ class TrainConfig:
     """Subtract this quantile of a chunk's priorities (floor 0) before sampling, in [0, 1)."""
     temper: float = 1.0
     """Weights (1/p) ** temper: 1 = unbiased, 0 = pure prioritisation (biased to hard rows)."""
+    feedback: Literal["loss", "grad-norm"] = "loss"
+    """nws, nws-live: the per-example value streamed back to the sketch (and probed): loss
+    (cross-entropy), or grad-norm, ||softmax - onehot||_2 in [0, sqrt(2)], a bounded proxy of
+    the example's gradient norm that caps the priority of mislabelled rows."""
     sampling: Literal["importance", "prune"] = "importance"
     """nws: importance (p ∝ estimate, weight 1/p, at ratio) or prune (InfoBatch's rule on the
     sketch's estimates: below-mean rows skipped with probability prune_rate; ratio unused)."""
@@ -214,6 +218,16 @@ class TrainConfig:
             self.score_baseline,
         )
         _need(0 <= self.temper <= 1, "temper must be in [0, 1]", self.temper)
+        _need(
+            self.feedback in ("loss", "grad-norm"),
+            "feedback must be loss or grad-norm",
+            self.feedback,
+        )
+        _need(
+            self.feedback == "loss" or self.strategy in SKETCHED,
+            "feedback grad-norm applies to the sketch strategies (nws, nws-live) only",
+            self.strategy,
+        )
         _need(
             self.sampling in ("importance", "prune"),
             "sampling must be importance or prune",

@@ -113,12 +113,15 @@ class Window:
         losses: np.ndarray,
         chunks: ChunkStats,
         warmup: np.ndarray,
+        observed: np.ndarray | None = None,
     ) -> None:
         """Record one optimizer step's batch.
 
         ``estimates`` is NaN where a row had none; rows kept by the warm-up rule (``warmup``
-        True) are left out of the estimate-vs-loss correlation.
+        True) are left out of the estimate-vs-observed correlation. ``observed``: the values
+        the sketch learned (``--feedback``); None = the losses.
         """
+        observed = losses if observed is None else observed
         self.steps += 1
         self.chunks.add(chunks)
         self.trained += int(weights.size)
@@ -131,7 +134,7 @@ class Window:
         scored = ~np.asarray(warmup, dtype=bool)
         if scored.any():
             self.estimates.append(np.asarray(estimates, dtype=np.float64)[scored])
-            self.observed.append(np.asarray(losses, dtype=np.float64)[scored])
+            self.observed.append(np.asarray(observed, dtype=np.float64)[scored])
 
     def row(self) -> dict[str, float | int | None]:
         """The window's diagnostics (None where undefined), then reset for the next window."""

@@ -8,7 +8,7 @@ import numpy as np
 import torch
 
 from nws_trainer.loader import Tokens
-from nws_trainer.loss import per_example_loss
+from nws_trainer.loss import per_example_loss, residual_norm
 from nws_trainer.models import mean_pool
 
 
@@ -22,6 +22,15 @@ class Forward:
     """bool [n]: argmax equals the label."""
     pooled: np.ndarray | None
     """float32 [n, hidden]: mean-pooled last hidden states (when asked for)."""
+    residuals: np.ndarray | None = None
+    """float64 [n] ||softmax - onehot||_2 (:func:`nws_trainer.loss.residual_norm`)."""
+
+    def feedback(self, kind: str) -> np.ndarray:
+        """The per-example value a sketch learns: ``loss`` or ``grad-norm``."""
+        if kind == "loss":
+            return self.losses
+        assert self.residuals is not None
+        return self.residuals
 
 
 def forward_no_grad(
@@ -40,6 +49,7 @@ def forward_no_grad(
             out = model(**batch, output_hidden_states=pooled)
             y = labels.to(device)
             losses = per_example_loss(out.logits.float(), y)
+            residuals = residual_norm(out.logits.float(), y)
             emb = None
             if pooled:
                 emb = mean_pool(out.hidden_states[-1], batch["attention_mask"]).float().cpu()
@@ -49,6 +59,7 @@ def forward_no_grad(
         losses=losses.double().cpu().numpy(),
         correct=(out.logits.argmax(dim=-1) == y).cpu().numpy(),
         pooled=None if emb is None else emb.numpy(),
+        residuals=residuals.double().cpu().numpy(),
     )
 
 
@@ -68,10 +79,11 @@ def forward_rows(
         y = torch.from_numpy(labels[idx].astype(np.int64))
         parts.append(forward_no_grad(model, tokens.batch(idx), y, device, pooled))
     if not parts:
-        return Forward(np.zeros(0), np.zeros(0, dtype=bool), None)
+        return Forward(np.zeros(0), np.zeros(0, dtype=bool), None, np.zeros(0))
     return Forward(
         losses=np.concatenate([p.losses for p in parts]),
         correct=np.concatenate([p.correct for p in parts]),
+        residuals=np.concatenate([p.residuals for p in parts if p.residuals is not None]),
         pooled=np.concatenate([p.pooled for p in parts if p.pooled is not None])
         if pooled
         else None,

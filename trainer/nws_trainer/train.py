@@ -40,7 +40,7 @@ from nws_trainer.config import SKETCHED, TABLED, TRAINER_SIDE, ConfigError, Trai
 from nws_trainer.diagnostics import Window, coefficient_of_variation, spearman
 from nws_trainer.evaluate import evaluate, forward_no_grad, forward_rows
 from nws_trainer.loader import CandidateStream, collate, make_loader
-from nws_trainer.loss import per_example_loss, weighted_loss
+from nws_trainer.loss import per_example_loss, residual_norm, weighted_loss
 from nws_trainer.models import load_classifier
 from nws_trainer.plots import plot_curves
 from nws_trainer.prepare import Prepared, StaticEmbeddings, environment, prepare, static_embeddings
@@ -471,7 +471,10 @@ class Trainer:
         if self.cfg.max_grad_norm > 0:
             torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.max_grad_norm)
         self.optimizer.step()
-        observed = losses.detach().double().cpu().numpy()
+        trained_losses = losses.detach().double().cpu().numpy()
+        observed = trained_losses  # what the sketch learns (--feedback)
+        if self.cfg.feedback == "grad-norm":
+            observed = residual_norm(out.logits.detach().float(), labels).double().cpu().numpy()
         elapsed = time.perf_counter() - start
         self.window.step_seconds += elapsed
         self.totals["step"] += elapsed
@@ -486,7 +489,7 @@ class Trainer:
         self.totals["select"] += batch.stats.select_seconds
         self._update_sketch(batch, observed)
         self.window.record_batch(
-            batch.weights, batch.estimates, observed, batch.stats, batch.warmup
+            batch.weights, batch.estimates, trained_losses, batch.stats, batch.warmup, observed
         )
         self.trained_rows.setdefault(batch.epoch, []).extend(int(i) for i in batch.indices)
         if self._bar is not None:
@@ -651,7 +654,8 @@ class Trainer:
                 raise
             self.log(f"nws-train: probe skipped, the sketch server is unreachable: {exc}")
             return empty
-        return _probe_row(scores.estimates, f.losses, scores.prior_used, stats.get("observations"))
+        truth = f.feedback(self.cfg.feedback)
+        return _probe_row(scores.estimates, truth, scores.prior_used, stats.get("observations"))
 
     def _probe_table(self) -> dict[str, Any]:
         """The O(N) table's version of :meth:`_probe`: its latest losses against true ones."""
