@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import itertools
 import json
 import math
 import shlex
@@ -107,6 +108,9 @@ def standard_arms(infobatch: bool = True) -> tuple[Arm, ...]:
         Arm("nws", "nws", "nws", curve=True),
         # The keep ratio set per request by the predicted variance reduction (docs/sampling.md)
         Arm("nws auto", "nws", "nws auto", curve=True, overrides={"ratio": "auto"}),
+        # Equal steps: as many optimizer steps as full@100 %, scanning as many candidates as
+        # that takes at the default ratio (fill mode: the same backward passes as full)
+        Arm("nws steps", "nws", "nws steps", curve=True, overrides={"budget_share": 1.0}),
         # InfoBatch's rule on the sketch's estimates, with InfoBatch's annealing (docs/sampling.md)
         Arm(
             "nws prune",
@@ -511,7 +515,18 @@ def plot(scenario: Scenario, facts: dict[str, dict[str, Any]], path: Path, ax: A
     own = ax is None
     if own:
         fig, (ax, ax2) = plt.subplots(1, 2, figsize=(13, 5))
-    colours = iter(["tab:red", "tab:blue", "tab:green", "tab:purple", "tab:orange", "tab:brown"])
+    colours = itertools.cycle(
+        [
+            "tab:red",
+            "tab:blue",
+            "tab:green",
+            "tab:purple",
+            "tab:orange",
+            "tab:brown",
+            "tab:pink",
+            "tab:cyan",
+        ]
+    )
     families: dict[str, list[dict[str, Any]]] = {}
     for f in facts.values():
         families.setdefault(f["family"], []).append(f)
@@ -550,7 +565,7 @@ def plot(scenario: Scenario, facts: dict[str, dict[str, Any]], path: Path, ax: A
     ax.legend(fontsize=8, loc="lower right")
     if not own:
         return
-    palette = iter(plt.rcParams["axes.prop_cycle"].by_key()["color"])
+    palette = itertools.cycle(plt.rcParams["axes.prop_cycle"].by_key()["color"])
     start = facts["full@100%"]["records"]
     for arm in arms_of(scenario, facts):
         if not arm.curve:
