@@ -1,8 +1,8 @@
 """The gRPC front door: converts ``nws.v1`` messages, calls the core, maps errors to status codes.
 
 No logic lives here. Every handler decodes its request (:mod:`nws_server.wire`), delegates to the
-:class:`~nws_server.registry.SketchRegistry`, and encodes the result; core errors become status
-codes through the one table :data:`STATUS_CODES`, and every request is counted and timed.
+:class:`~nws_server.registry.SketchRegistry`, and encodes the result; core errors become the
+status codes their classes carry (:func:`status_of`), and every request is counted and timed.
 """
 
 from __future__ import annotations
@@ -31,24 +31,16 @@ EXPORT_CHUNK_BYTES = 2**20
 #: What an imported state may take beyond the sketch-size limit (hash parameters, headers).
 IMPORT_OVERHEAD_BYTES = 16 * 2**20
 
-#: The core's errors as gRPC status codes; anything else is INTERNAL.
-STATUS_CODES: dict[type[errors.NWSError], grpc.StatusCode] = {
-    errors.InvalidArgument: grpc.StatusCode.INVALID_ARGUMENT,
-    errors.NotFound: grpc.StatusCode.NOT_FOUND,
-    errors.AlreadyExists: grpc.StatusCode.ALREADY_EXISTS,
-    errors.ResourceExhausted: grpc.StatusCode.RESOURCE_EXHAUSTED,
-    errors.FailedPrecondition: grpc.StatusCode.FAILED_PRECONDITION,
-    errors.Unavailable: grpc.StatusCode.UNAVAILABLE,
-    errors.Unauthenticated: grpc.StatusCode.UNAUTHENTICATED,
-    errors.DataCorruption: grpc.StatusCode.DATA_LOSS,
-}
-
 
 def status_of(exc: BaseException) -> tuple[grpc.StatusCode, str]:
-    """Status code and message for an exception raised while handling a request."""
-    for cls in type(exc).__mro__:
-        if cls in STATUS_CODES:
-            return STATUS_CODES[cls], str(exc)
+    """Status code and message for an exception raised while handling a request.
+
+    The code is the one the error class carries (:mod:`nws_server.errors`); anything that is not
+    an NWS error is INTERNAL, and logged.
+    """
+    cls = errors.status_class(exc)
+    if cls is not None and cls is not errors.NWSError:
+        return grpc.StatusCode[cls.code], str(exc)
     log.exception("unexpected error while handling a request", exc_info=exc)
     return grpc.StatusCode.INTERNAL, f"internal error ({type(exc).__name__}); see the server log"
 

@@ -5,7 +5,7 @@ header length, a UTF-8 JSON header (an object with ``"op"`` and the fields of th
 ``"arrays"``: the name, dtype and shape of each raw array that follows), the arrays' raw
 little-endian bytes in that order, and a ``u32`` CRC-32 of everything before it. Only the dtypes
 of :data:`DTYPES` are accepted, and the sizes must add up exactly, so a damaged or truncated
-record is detected and raises :class:`~nws_server.errors.DataCorruption`.
+record is detected and raises :class:`~nws_server.errors.DataLoss`.
 
 The ops (one journal record per accepted mutation, in the order the sketch's lock applied them):
 
@@ -35,7 +35,7 @@ from typing import Any
 
 import numpy as np
 
-from nws_server.errors import DataCorruption
+from nws_server.errors import DataLoss
 
 MAGIC = b"NWSR"
 VERSION = 1
@@ -73,21 +73,19 @@ def encode(op: str, fields: dict[str, Any] | None = None, **arrays: np.ndarray) 
 
 
 def decode(data: bytes) -> Record:
-    """Inverse of :func:`encode`; raises :class:`DataCorruption` on any damage."""
+    """Inverse of :func:`encode`; raises :class:`DataLoss` on any damage."""
     data = bytes(data)
     if len(data) < _HEAD.size + _CRC.size:
-        raise DataCorruption("record is truncated")
+        raise DataLoss("record is truncated")
     body = data[: -_CRC.size]
     (crc,) = _CRC.unpack_from(data, len(body))
     if zlib.crc32(body) != crc:
-        raise DataCorruption("record failed its checksum")
+        raise DataLoss("record failed its checksum")
     magic, version, head_len = _HEAD.unpack_from(body)
     if magic != MAGIC:
-        raise DataCorruption("not an NWS record (bad magic)")
+        raise DataLoss("not an NWS record (bad magic)")
     if version != VERSION:
-        raise DataCorruption(
-            f"unsupported record format version {version} (this server: {VERSION})"
-        )
+        raise DataLoss(f"unsupported record format version {version} (this server: {VERSION})")
     start = _HEAD.size + head_len
     try:
         header = json.loads(body[_HEAD.size : start])
@@ -110,6 +108,6 @@ def decode(data: bytes) -> Record:
         if offset != len(body):
             raise ValueError(f"{len(body) - offset} unexpected bytes after the arrays")
     except (ValueError, KeyError, TypeError) as exc:
-        raise DataCorruption(f"record header is invalid: {exc}") from exc
+        raise DataLoss(f"record header is invalid: {exc}") from exc
     op = header.pop("op")
     return Record(op=op, fields=header, arrays=arrays)

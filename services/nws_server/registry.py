@@ -37,7 +37,7 @@ from nws_server import prune as _prune
 from nws_server.batching import Coalescer
 from nws_server.errors import (
     AlreadyExists,
-    DataCorruption,
+    DataLoss,
     FailedPrecondition,
     InvalidArgument,
     NotFound,
@@ -585,9 +585,9 @@ class SketchRegistry:
         try:
             rec = records.decode(bytes(data))
             if rec.op != "snapshot":
-                raise DataCorruption(f"it holds a {rec.op} record")
+                raise DataLoss(f"it holds a {rec.op} record")
             new = self._entry_from_record(name, rec)
-        except DataCorruption as exc:
+        except DataLoss as exc:
             raise InvalidArgument(f"not an exported sketch state: {exc}") from exc
         size = estimated_bytes(new.sketch.config)
         if size > self.limits.max_sketch_bytes:
@@ -654,7 +654,7 @@ class SketchRegistry:
     def restore(self, *, discard_corrupt: bool = False) -> RestoreReport:
         """Rebuild every sketch of the store: its latest snapshot plus the journal after it.
 
-        Called once, before serving. Corrupt state raises :class:`DataCorruption`, unless
+        Called once, before serving. Corrupt state raises :class:`DataLoss`, unless
         ``discard_corrupt``: then the corrupt sketch's stored state is deleted and it is left out.
         """
         report = RestoreReport()
@@ -664,9 +664,9 @@ class SketchRegistry:
             try:
                 loaded = self.store.load(name)
                 entry, replayed, from_snapshot = self._rebuild(name, loaded)
-            except DataCorruption as exc:
+            except DataLoss as exc:
                 if not discard_corrupt:
-                    raise DataCorruption(
+                    raise DataLoss(
                         f"the state store holds corrupt state for sketch {name!r}: {exc}. "
                         "Refusing to start rather than serve wrong state; restore the store "
                         "from a backup, or pass --start-empty-on-corruption to discard the "
@@ -726,7 +726,7 @@ class SketchRegistry:
             try:
                 if rec.op == "create":
                     if entry is not None:
-                        raise DataCorruption("a create record for a sketch that exists")
+                        raise DataLoss("a create record for a sketch that exists")
                     f = rec.fields
                     config = SketchConfig.from_dict(f["config"])
                     sketch = NWSketch(config, device=self.device)
@@ -736,7 +736,7 @@ class SketchRegistry:
                 elif rec.op == "import":  # the whole state, replacing whatever was there
                     entry = self._entry_from_record(name, rec)
                 elif entry is None:
-                    raise DataCorruption(f"a {rec.op} record before the sketch's create record")
+                    raise DataLoss(f"a {rec.op} record before the sketch's create record")
                 elif rec.op == "update":
                     request_id = str(rec.fields["request_id"])
                     # as live: a request id already applied is not applied again (a record of
@@ -754,18 +754,18 @@ class SketchRegistry:
                             entry.sketch.set_center(torch.from_numpy(rec.arrays["center"]))
                         self._remember(entry, request_id)
                 else:
-                    raise DataCorruption(f"unexpected {rec.op} record in a journal")
+                    raise DataLoss(f"unexpected {rec.op} record in a journal")
             except (NWSError, KeyError, TypeError, ValueError) as exc:
-                if isinstance(exc, DataCorruption):
-                    raise DataCorruption(f"journal record {seq}: {exc}") from exc
-                raise DataCorruption(f"journal record {seq} cannot be replayed: {exc}") from exc
+                if isinstance(exc, DataLoss):
+                    raise DataLoss(f"journal record {seq}: {exc}") from exc
+                raise DataLoss(f"journal record {seq} cannot be replayed: {exc}") from exc
             entry.seq = seq
         return entry, len(decoded), from_snapshot
 
     def _entry_from_snapshot(self, name: str, data: bytes) -> _Entry:
         rec = records.decode(data)
         if rec.op != "snapshot":
-            raise DataCorruption(f"the snapshot holds a {rec.op} record")
+            raise DataLoss(f"the snapshot holds a {rec.op} record")
         return self._entry_from_record(name, rec)
 
     def _entry_from_record(self, name: str, rec: records.Record) -> _Entry:
@@ -781,7 +781,7 @@ class SketchRegistry:
             for request_id, observations in f["applied"]:
                 entry.applied[str(request_id)] = int(observations)
         except (KeyError, TypeError, ValueError) as exc:
-            raise DataCorruption(f"the snapshot's content is invalid: {exc}") from exc
+            raise DataLoss(f"the snapshot's content is invalid: {exc}") from exc
         return entry
 
     def _new_entry(

@@ -3,8 +3,9 @@ the live dashboard.
 
 Mutation stays on gRPC. Like the gRPC servicer, the routes only convert JSON to the core's types,
 call the :class:`~nws_server.registry.SketchRegistry` (or its :class:`~nws_server.monitor.Monitor`)
-and map its errors, once, through :data:`HTTP_STATUS`. OpenAPI is served at ``/openapi.json``
-with the interactive docs at ``/docs``; the dashboard at ``/dashboard`` (``/`` redirects there).
+and answer its errors with the status each error class carries (:mod:`nws_server.errors`).
+OpenAPI is served at ``/openapi.json`` with the interactive docs at ``/docs``; the dashboard at
+``/dashboard`` (``/`` redirects there).
 Both pages load their scripts from the package (``static/``), never from a CDN, so they work
 offline.
 """
@@ -36,37 +37,18 @@ STATIC_DIR = Path(__file__).parent / "static"
 """The dashboard page and the vendored scripts (see static/vendor/README.md)."""
 SWAGGER_UI = "/static/vendor/swagger-ui-dist-5.35.0"
 
-#: The core's errors as HTTP statuses; anything else is a 500.
-HTTP_STATUS: dict[type[errors.NWSError], int] = {
-    errors.InvalidArgument: 400,
-    errors.FailedPrecondition: 400,
-    errors.Unauthenticated: 401,
-    errors.NotFound: 404,
-    errors.AlreadyExists: 409,
-    errors.ResourceExhausted: HTTP_413_CONTENT_TOO_LARGE,
-    errors.DataCorruption: 500,
-    errors.Unavailable: 503,
-}
-_CODE_NAMES: dict[type[errors.NWSError], str] = {
-    errors.InvalidArgument: "INVALID_ARGUMENT",
-    errors.FailedPrecondition: "FAILED_PRECONDITION",
-    errors.Unauthenticated: "UNAUTHENTICATED",
-    errors.NotFound: "NOT_FOUND",
-    errors.AlreadyExists: "ALREADY_EXISTS",
-    errors.ResourceExhausted: "RESOURCE_EXHAUSTED",
-    errors.DataCorruption: "DATA_LOSS",
-    errors.Unavailable: "UNAVAILABLE",
-}
-
-#: Code names of the framework's own HTTP errors (see ``create_app``).
-_HTTP_CODE_NAMES = {
-    400: "INVALID_ARGUMENT",
-    401: "UNAUTHENTICATED",
-    404: "NOT_FOUND",
-    405: "UNIMPLEMENTED",
-    413: "RESOURCE_EXHAUSTED",
-    503: "UNAVAILABLE",
-}
+#: Code names of the framework's own HTTP errors (a body that is not JSON, an unknown route),
+#: derived from the statuses the core's error classes carry; the first class listed wins a status.
+_HTTP_CODE_NAMES: dict[int, str] = {405: "UNIMPLEMENTED"}
+for _cls in (
+    errors.InvalidArgument,
+    errors.Unauthenticated,
+    errors.NotFound,
+    errors.AlreadyExists,
+    errors.ResourceExhausted,
+    errors.Unavailable,
+):
+    _HTTP_CODE_NAMES.setdefault(_cls.http_status, _cls.code)
 
 
 # --------------------------------------------------------------------------- response models
@@ -425,10 +407,9 @@ def create_app(
 
     @app.exception_handler(errors.NWSError)
     async def _nws_error(request: Request, exc: errors.NWSError) -> JSONResponse:
-        cls = next(c for c in type(exc).__mro__ if c in HTTP_STATUS or c is errors.NWSError)
-        status = HTTP_STATUS.get(cls, 500)
-        code = _CODE_NAMES.get(cls, "INTERNAL")
-        return JSONResponse(Error(code=code, detail=str(exc)).model_dump(), status_code=status)
+        # the status the error class carries (nws_server.errors); NWSError itself is INTERNAL / 500
+        body = Error(code=exc.code, detail=str(exc)).model_dump()
+        return JSONResponse(body, status_code=exc.http_status)
 
     @app.exception_handler(StarletteHTTPException)
     async def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:

@@ -23,7 +23,7 @@ from typing import Any, Literal
 import numpy as np
 import torch
 
-from nws_server.errors import DataCorruption, FailedPrecondition, InvalidArgument
+from nws_server.errors import DataLoss, FailedPrecondition, InvalidArgument
 from nws_server.hashing import SRPHasher
 
 Estimator = Literal["mean", "median_of_means"]
@@ -449,7 +449,7 @@ class NWSketch:
 
     @classmethod
     def deserialize(cls, data: bytes, device: str | torch.device = "cpu") -> NWSketch:
-        """Inverse of :meth:`serialize`; raises :class:`DataCorruption` on any damage."""
+        """Inverse of :meth:`serialize`; raises :class:`DataLoss` on any damage."""
         header, arrays = _unpack(data)
         try:
             config = SketchConfig.from_dict(header["config"])
@@ -464,7 +464,7 @@ class NWSketch:
             sketch._set_center_tensor(config.center)
             layout = header.get("layout", "dense")
             if layout not in ("dense", "sparse"):
-                raise DataCorruption(f"unknown snapshot layout {layout!r}")
+                raise DataLoss(f"unknown snapshot layout {layout!r}")
             cells = (
                 _checked_cells(arrays["cells"], sketch._top.numel()) if layout == "sparse" else None
             )
@@ -473,7 +473,7 @@ class NWSketch:
                 dst = getattr(sketch, f"_{name}")
                 want = dst.shape if cells is None else cells.shape
                 if src.shape != want or src.dtype != dst.dtype:
-                    raise DataCorruption(f"snapshot array {name} has the wrong shape or dtype")
+                    raise DataLoss(f"snapshot array {name} has the wrong shape or dtype")
                 if cells is None:
                     dst.copy_(src)
                 else:
@@ -486,9 +486,9 @@ class NWSketch:
             sketch._prior_hits = int(counters["prior_hits"])
             sketch._updates = int(counters["updates"])
         except (KeyError, TypeError, ValueError) as exc:
-            if isinstance(exc, DataCorruption):
+            if isinstance(exc, DataLoss):
                 raise
-            raise DataCorruption(f"snapshot content is invalid: {exc}") from exc
+            raise DataLoss(f"snapshot content is invalid: {exc}") from exc
         return sketch
 
     def digest(self) -> str:
@@ -543,7 +543,7 @@ def _checked_cells(cells: torch.Tensor, size: int) -> torch.Tensor:
     if ok and cells.numel():
         ok = int(cells[0]) >= 0 and int(cells[-1]) < size and bool((cells[1:] > cells[:-1]).all())
     if not ok:
-        raise DataCorruption("snapshot cell indices are out of range or unsorted")
+        raise DataLoss("snapshot cell indices are out of range or unsorted")
     return cells
 
 
@@ -578,16 +578,16 @@ def _pack(header: dict[str, Any], arrays: dict[str, torch.Tensor]) -> bytes:
 
 def _unpack(data: bytes) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
     if not isinstance(data, (bytes, bytearray, memoryview)):
-        raise DataCorruption(f"snapshot must be bytes, got {type(data)}")
+        raise DataLoss(f"snapshot must be bytes, got {type(data)}")
     data = bytes(data)
     if len(data) < len(_MAGIC) + 8 + _DIGEST_SIZE or data[:4] != _MAGIC:
-        raise DataCorruption("not an NWS sketch snapshot (bad magic or too short)")
+        raise DataLoss("not an NWS sketch snapshot (bad magic or too short)")
     body, digest = data[:-_DIGEST_SIZE], data[-_DIGEST_SIZE:]
     if hashlib.blake2b(body, digest_size=_DIGEST_SIZE).digest() != digest:
-        raise DataCorruption("sketch snapshot checksum mismatch: the data is corrupt or truncated")
+        raise DataLoss("sketch snapshot checksum mismatch: the data is corrupt or truncated")
     version, head_len = struct.unpack_from("<II", body, 4)
     if version not in _READABLE_VERSIONS:
-        raise DataCorruption(f"unsupported snapshot format version {version}")
+        raise DataLoss(f"unsupported snapshot format version {version}")
     start = 12 + head_len
     try:
         header = json.loads(body[12:start])
@@ -598,5 +598,5 @@ def _unpack(data: bytes) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
             a = np.frombuffer(body, dtype=dt, count=count, offset=start + spec["offset"])
             arrays[spec["name"]] = torch.from_numpy(a.reshape(spec["shape"]).copy())
     except (ValueError, KeyError, TypeError) as exc:
-        raise DataCorruption(f"sketch snapshot header is invalid: {exc}") from exc
+        raise DataLoss(f"sketch snapshot header is invalid: {exc}") from exc
     return header, arrays

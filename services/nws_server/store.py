@@ -18,7 +18,7 @@ Two implementations, chosen by URL (:func:`open_store`):
   acknowledged records can be lost if the Redis host itself crashes.
 
 Corruption (a checksum mismatch, a malformed frame in the middle of a journal, a damaged
-snapshot) raises :class:`~nws_server.errors.DataCorruption`; the server refuses to start on it.
+snapshot) raises :class:`~nws_server.errors.DataLoss`; the server refuses to start on it.
 The one tolerated defect is a torn record at the very end of a file journal: a write that
 crashed before its fsync returned was never acknowledged, so it is dropped (and reported).
 """
@@ -38,7 +38,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
-from nws_server.errors import DataCorruption, InvalidArgument, Unavailable
+from nws_server.errors import DataLoss, InvalidArgument, Unavailable
 
 log = logging.getLogger(__name__)
 
@@ -220,11 +220,11 @@ class FileStore(StateStore):
             return None, 0
         raw = path.read_bytes()
         if len(raw) < _SNAP_HEAD.size:
-            raise DataCorruption(f"snapshot {path} is truncated")
+            raise DataLoss(f"snapshot {path} is truncated")
         magic, upto, crc = _SNAP_HEAD.unpack_from(raw)
         data = raw[_SNAP_HEAD.size :]
         if magic != _SNAP_MAGIC or zlib.crc32(data) != crc:
-            raise DataCorruption(f"snapshot {path} failed its checksum")
+            raise DataLoss(f"snapshot {path} failed its checksum")
         return data, upto
 
     @staticmethod
@@ -250,9 +250,9 @@ class FileStore(StateStore):
                 if end == len(raw):
                     out.dropped_tail = True  # torn final write with garbage: not acknowledged
                     break
-                raise DataCorruption(f"journal {path} record at byte {pos} failed its checksum")
+                raise DataLoss(f"journal {path} record at byte {pos} failed its checksum")
             if prev is not None and seq != prev + 1:
-                raise DataCorruption(f"journal {path} skips from seq {prev} to {seq}")
+                raise DataLoss(f"journal {path} skips from seq {prev} to {seq}")
             prev = seq
             if seq > after_seq:
                 out.records.append((seq, payload))
@@ -348,9 +348,9 @@ class RedisStore(StateStore):
                 try:
                     data, snap_seq, crc = snap[b"data"], int(snap[b"seq"]), int(snap[b"crc"])
                 except (KeyError, ValueError) as exc:
-                    raise DataCorruption(f"Redis snapshot {skey} is malformed") from exc
+                    raise DataLoss(f"Redis snapshot {skey} is malformed") from exc
                 if zlib.crc32(data) != crc:
-                    raise DataCorruption(f"Redis snapshot {skey} failed its checksum")
+                    raise DataLoss(f"Redis snapshot {skey} failed its checksum")
             out = Loaded(snapshot=data, snapshot_seq=snap_seq)
             prev = snap_seq
             for entry_id, fields in self._call(self._client.xrange, jkey, f"{snap_seq + 1}-0"):
@@ -358,9 +358,9 @@ class RedisStore(StateStore):
                 payload = fields.get(b"data")
                 crc = fields.get(b"crc")
                 if payload is None or crc is None or zlib.crc32(payload) != int(crc):
-                    raise DataCorruption(f"Redis journal {jkey} entry {entry_id!r} is corrupt")
+                    raise DataLoss(f"Redis journal {jkey} entry {entry_id!r} is corrupt")
                 if seq != prev + 1:
-                    raise DataCorruption(f"Redis journal {jkey} skips from seq {prev} to {seq}")
+                    raise DataLoss(f"Redis journal {jkey} skips from seq {prev} to {seq}")
                 prev = seq
                 out.records.append((seq, payload))
             self._seq[name] = prev

@@ -14,7 +14,7 @@ import pytest
 
 from nws_server import records
 from nws_server.errors import (
-    DataCorruption,
+    DataLoss,
     FailedPrecondition,
     InvalidArgument,
     NotFound,
@@ -85,7 +85,7 @@ def test_records_round_trip_and_detect_damage() -> None:
     assert rec.arrays["embeddings"].dtype == np.float32 and rec.arrays["values"].dtype == np.float64
     assert b"pickle" not in data and data[:4] == records.MAGIC
     for bad in (data[:-1], data[:10], b"", data[:20] + bytes([data[20] ^ 1]) + data[21:]):
-        with pytest.raises(DataCorruption):
+        with pytest.raises(DataLoss):
             records.decode(bad)
     with pytest.raises(ValueError):
         records.encode("update", flags=np.zeros(2, dtype=bool))
@@ -243,7 +243,7 @@ def test_corrupt_state_refuses_restore_or_is_discarded(tmp_path: Path) -> None:
     raw = bytearray(journal.read_bytes())
     raw[40] ^= 0xFF  # inside the first record: not a torn tail
     journal.write_bytes(bytes(raw))
-    with pytest.raises(DataCorruption, match="'bad'.*--start-empty-on-corruption"):
+    with pytest.raises(DataLoss, match="'bad'.*--start-empty-on-corruption"):
         _registry(FileStore(tmp_path)).restore()
     registry = _registry(FileStore(tmp_path))
     report = registry.restore(discard_corrupt=True)

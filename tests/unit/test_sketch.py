@@ -13,7 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
-from nws_server.errors import DataCorruption, FailedPrecondition, InvalidArgument
+from nws_server.errors import DataLoss, FailedPrecondition, InvalidArgument
 from nws_server.sketch import NWSketch, SketchConfig, rows_for_error
 
 DIM = 8
@@ -284,7 +284,7 @@ def test_corrupt_snapshots_are_detected(damage):
         data[len(data) // 2] ^= 0xFF
     else:
         data[:4] = b"XXXX"
-    with pytest.raises(DataCorruption):
+    with pytest.raises(DataLoss):
         NWSketch.deserialize(bytes(data))
 
 
@@ -341,7 +341,7 @@ def test_sparse_snapshots_with_bad_cells_are_refused(damage):
         cells[0], cells[1] = cells[1].clone(), cells[0].clone()
     else:
         arrays_["top"] = arrays_["top"][:-1]
-    with pytest.raises(DataCorruption):
+    with pytest.raises(DataLoss):
         NWSketch.deserialize(sketch_module._pack(header, arrays_))
 
 

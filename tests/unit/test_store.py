@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from nws_server.errors import DataCorruption, InvalidArgument
+from nws_server.errors import DataLoss, InvalidArgument
 from nws_server.store import FileStore, RedisStore, StateStore, open_store
 
 
@@ -87,7 +87,7 @@ def test_corruption_inside_the_journal_is_detected(tmp_path):
     raw = bytearray(journal.read_bytes())
     raw[14] ^= 0xFF  # inside the first record's payload
     journal.write_bytes(bytes(raw))
-    with pytest.raises(DataCorruption, match="checksum"):
+    with pytest.raises(DataLoss, match="checksum"):
         FileStore(tmp_path).load("s")
 
 
@@ -98,7 +98,7 @@ def test_corrupt_snapshot_is_detected(tmp_path):
     raw = bytearray(snap.read_bytes())
     raw[-1] ^= 0x01
     snap.write_bytes(bytes(raw))
-    with pytest.raises(DataCorruption, match="snapshot"):
+    with pytest.raises(DataLoss, match="snapshot"):
         FileStore(tmp_path).load("s")
 
 
@@ -117,7 +117,7 @@ def test_redis_corruption_is_detected(redis_url):
     s = RedisStore(redis_url, prefix="corrupt")
     s.append("s", b"payload")
     redis.Redis.from_url(redis_url).xadd("corrupt:s:journal", {"data": b"x", "crc": "1"}, id="2-1")
-    with pytest.raises(DataCorruption, match="corrupt"):
+    with pytest.raises(DataLoss, match="corrupt"):
         RedisStore(redis_url, prefix="corrupt").load("s")
 
 
