@@ -21,7 +21,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import markdown_table, write_result  # noqa: E402
-from nws_server.sketch import NWSketch, SketchConfig  # noqa: E402
+from nws_core.sketch import NWSketch, SketchConfig  # noqa: E402
 
 
 def _sync(device: torch.device) -> None:

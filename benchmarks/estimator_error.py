@@ -21,10 +21,10 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import RESULTS, markdown_table, write_result  # noqa: E402
-from nws_server.demo import exact_nw  # noqa: E402
-from nws_server.sketch import NWSketch, SketchConfig  # noqa: E402
+from nws_core.sketch import NWSketch, SketchConfig  # noqa: E402
 from nws_trainer.data import load_rotten_tomatoes, train_test_split  # noqa: E402
 from nws_trainer.embeddings import cached_embeddings  # noqa: E402
+from nws_trainer.engine_demo import exact_nw  # noqa: E402
 
 ROWS = (10, 25, 50, 100, 200, 400, 800)
 

@@ -115,8 +115,8 @@ def _prefill() -> tuple[np.ndarray, np.ndarray]:
 
 
 def measure_engine(batches: list[int], seconds: float, device: str) -> list[Row]:
-    from nws_server import policy
-    from nws_server.sketch import NWSketch, SketchConfig
+    from nws_core import policy
+    from nws_core.sketch import NWSketch, SketchConfig
 
     sketch = NWSketch(SketchConfig(dim=DIM), device=device)
     sketch.update(*_prefill())
@@ -296,7 +296,7 @@ def main() -> None:
     batches, clients, seconds = [32, 256, 1024], [1, 4], args.seconds
     if args.quick:
         batches, clients, seconds = [32], [1, 2], 0.2
-    from nws_server.sketch import resolve_device
+    from nws_core.sketch import resolve_device
 
     device = str(resolve_device(args.device))
     started = time.perf_counter()

@@ -81,8 +81,8 @@ def _engine_case(
     import torch
     from engine_throughput import interleaved
 
-    from nws_server.hashing import SRPHasher
-    from nws_server.sketch import NWSketch, SketchConfig
+    from nws_core.hashing import SRPHasher
+    from nws_core.sketch import NWSketch, SketchConfig
 
     cfg = SketchConfig(dim=d, rows=sizes.rows, bits=k, seed=0)
     sketch = NWSketch(cfg, device=device)

@@ -29,8 +29,9 @@ def _stages(device_name: str, batch: int, repeats: int) -> dict[str, float]:
     from engine_throughput import interleaved
     from nws.v1 import sketch_pb2 as pb
 
-    from nws_server import policy, wire
-    from nws_server.sketch import NWSketch, SketchConfig
+    from nws_core import policy
+    from nws_core.sketch import NWSketch, SketchConfig
+    from nws_server import wire
 
     rng = np.random.default_rng(0)
     sketch = NWSketch(SketchConfig(dim=384), device=device_name)  # load.py's sketch

@@ -16,7 +16,7 @@ Accumulator = Literal["float64", "float32"]
 class SketchConfig:
     """A sketch's configuration. Fields left None take the server's defaults.
 
-    The server's answers always have every field set. See ``nws_server.sketch.SketchConfig``
+    The server's answers always have every field set. See ``nws_core.sketch.SketchConfig``
     for what each field does.
     """
 

@@ -15,7 +15,7 @@ from typing import Any, Literal, get_args, get_origin
 
 from pydantic import ValidationError
 
-from nws_server.errors import NWSError
+from nws_core.errors import NWSError
 from nws_server.settings import Settings
 
 log = logging.getLogger("nws_server")

@@ -19,7 +19,8 @@ from google.protobuf.message_factory import GetMessageClass
 from nws.v1 import sketch_pb2 as pb
 from nws.v1 import sketch_pb2_grpc
 
-from nws_server import errors, policy, wire
+from nws_core import errors, policy
+from nws_server import wire
 from nws_server.metrics import Metrics
 from nws_server.registry import SketchRegistry, UpdateResult
 
@@ -35,7 +36,7 @@ IMPORT_OVERHEAD_BYTES = 16 * 2**20
 def status_of(exc: BaseException) -> tuple[grpc.StatusCode, str]:
     """Status code and message for an exception raised while handling a request.
 
-    The code is the one the error class carries (:mod:`nws_server.errors`); anything that is not
+    The code is the one the error class carries (:mod:`nws_core.errors`); anything that is not
     an NWS error is INTERNAL, and logged.
     """
     cls = errors.status_class(exc)

@@ -26,7 +26,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from nws_server.errors import InvalidArgument, NotFound
+from nws_core.errors import InvalidArgument, NotFound
 from nws_server.registry import SketchRegistry, SketchStatus
 
 KINDS = ("observed", "estimated")

@@ -5,7 +5,7 @@ header length, a UTF-8 JSON header (an object with ``"op"`` and the fields of th
 ``"arrays"``: the name, dtype and shape of each raw array that follows), the arrays' raw
 little-endian bytes in that order, and a ``u32`` CRC-32 of everything before it. Only the dtypes
 of :data:`DTYPES` are accepted, and the sizes must add up exactly, so a damaged or truncated
-record is detected and raises :class:`~nws_server.errors.DataLoss`.
+record is detected and raises :class:`~nws_core.errors.DataLoss`.
 
 The ops (one journal record per accepted mutation, in the order the sketch's lock applied them):
 
@@ -35,7 +35,7 @@ from typing import Any
 
 import numpy as np
 
-from nws_server.errors import DataLoss
+from nws_core.errors import DataLoss
 
 MAGIC = b"NWSR"
 VERSION = 1

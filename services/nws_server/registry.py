@@ -5,8 +5,8 @@ not thread-safe), applies the sampling policy with each sketch's warm-up, enforc
 (sketch count, sketch size, batch size, name pattern), deduplicates retried updates, decays and
 center settings by request id (one window per sketch, persisted with it), and keeps the usage
 counters (acceptance rate, prior-hit rate, update rates, and the moving average of the automatic
-keep ratio, :mod:`nws_server.keep_ratio`). It raises only
-:mod:`nws_server.errors`; it knows nothing of gRPC or HTTP.
+keep ratio, :mod:`nws_core.keep_ratio`). It raises only
+:mod:`nws_core.errors`; it knows nothing of gRPC or HTTP.
 
 Inputs are validated once, here or in the engine, before anything changes: a rejected request
 leaves every sketch exactly as it was.
@@ -32,10 +32,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from nws_server import keep_ratio, policy, records
-from nws_server import prune as _prune
-from nws_server.batching import Coalescer
-from nws_server.errors import (
+from nws_core import keep_ratio, policy
+from nws_core import prune as _prune
+from nws_core.errors import (
     AlreadyExists,
     DataLoss,
     FailedPrecondition,
@@ -45,7 +44,7 @@ from nws_server.errors import (
     ResourceExhausted,
     Unavailable,
 )
-from nws_server.sketch import (
+from nws_core.sketch import (
     Estimates,
     NWSketch,
     SketchConfig,
@@ -53,6 +52,8 @@ from nws_server.sketch import (
     as_values,
     resolve_device,
 )
+from nws_server import records
+from nws_server.batching import Coalescer
 from nws_server.store import NAME_PATTERN, Loaded, StateStore
 
 log = logging.getLogger(__name__)
@@ -451,9 +452,9 @@ class SketchRegistry:
 
         ``rule`` shapes priorities and weights (:class:`policy.SamplingPolicy`); default: the
         paper's p ∝ estimate with 1/p weights. With ``auto`` the keep ratio is chosen per
-        request (:mod:`nws_server.keep_ratio`): ``ratio`` is ignored (0 or a valid ratio) and
+        request (:mod:`nws_core.keep_ratio`): ``ratio`` is ignored (0 or a valid ratio) and
         p_min defaults to min(policy.DEFAULT_P_MIN, auto.ratio_min). With ``prune`` the draw is
-        InfoBatch's rule against the sketch's observed mean (:mod:`nws_server.prune`), and the
+        InfoBatch's rule against the sketch's observed mean (:mod:`nws_core.prune`), and the
         importance policy's settings must be left unset."""
         entry = self._entry(name)
         if prune is not None:

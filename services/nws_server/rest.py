@@ -3,7 +3,7 @@ the live dashboard.
 
 Mutation stays on gRPC. Like the gRPC servicer, the routes only convert JSON to the core's types,
 call the :class:`~nws_server.registry.SketchRegistry` (or its :class:`~nws_server.monitor.Monitor`)
-and answer its errors with the status each error class carries (:mod:`nws_server.errors`).
+and answer its errors with the status each error class carries (:mod:`nws_core.errors`).
 OpenAPI is served at ``/openapi.json`` with the interactive docs at ``/docs``; the dashboard at
 ``/dashboard`` (``/`` redirects there).
 Both pages load their scripts from the package (``static/``), never from a CDN, so they work
@@ -27,7 +27,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.status import HTTP_413_CONTENT_TOO_LARGE
 
-from nws_server import errors
+from nws_core import errors
 from nws_server.auth import REST_OPEN_PATHS, UNAUTHENTICATED_MESSAGE, TokenCheck
 from nws_server.metrics import CONTENT_TYPE, Metrics
 from nws_server.monitor import Monitor
@@ -60,7 +60,7 @@ class Error(BaseModel):
 
 
 class SketchConfig(BaseModel):
-    """Everything that defines a sketch (see ``nws_server.sketch.SketchConfig``)."""
+    """Everything that defines a sketch (see ``nws_core.sketch.SketchConfig``)."""
 
     dim: int
     rows: int
@@ -407,7 +407,7 @@ def create_app(
 
     @app.exception_handler(errors.NWSError)
     async def _nws_error(request: Request, exc: errors.NWSError) -> JSONResponse:
-        # the status the error class carries (nws_server.errors); NWSError itself is INTERNAL / 500
+        # the status the error class carries (nws_core.errors); NWSError itself is INTERNAL / 500
         body = Error(code=exc.code, detail=str(exc)).model_dump()
         return JSONResponse(body, status_code=exc.http_status)
 

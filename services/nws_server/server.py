@@ -29,8 +29,8 @@ import uvicorn
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
+from nws_core.errors import NWSError
 from nws_server.auth import AuthInterceptor, TokenCheck
-from nws_server.errors import NWSError
 from nws_server.grpc_service import SERVICE_NAME, SketchServicer, add_servicer
 from nws_server.metrics import Metrics
 from nws_server.monitor import Monitor

@@ -18,7 +18,7 @@ Two implementations, chosen by URL (:func:`open_store`):
   acknowledged records can be lost if the Redis host itself crashes.
 
 Corruption (a checksum mismatch, a malformed frame in the middle of a journal, a damaged
-snapshot) raises :class:`~nws_server.errors.DataLoss`; the server refuses to start on it.
+snapshot) raises :class:`~nws_core.errors.DataLoss`; the server refuses to start on it.
 The one tolerated defect is a torn record at the very end of a file journal: a write that
 crashed before its fsync returned was never acknowledged, so it is dropped (and reported).
 """
@@ -38,7 +38,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
-from nws_server.errors import DataLoss, InvalidArgument, Unavailable
+from nws_core.errors import DataLoss, InvalidArgument, Unavailable
 
 log = logging.getLogger(__name__)
 

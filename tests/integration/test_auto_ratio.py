@@ -15,7 +15,7 @@ from nws.v1 import sketch_pb2_grpc
 from prometheus_client.parser import text_string_to_metric_families
 
 from nws_client import InvalidArgument, SketchClient, SketchConfig
-from nws_server import keep_ratio
+from nws_core import keep_ratio
 from nws_server.server import SketchServer
 from nws_server.settings import Settings
 

@@ -23,9 +23,9 @@ from nws_client import (
     Unavailable,
 )
 from nws_client._wire import to_bfloat16_bits
+from nws_core.sketch import SketchConfig as EngineConfig
 from nws_server.server import SketchServer
 from nws_server.settings import Settings
-from nws_server.sketch import SketchConfig as EngineConfig
 
 CONFIG = SketchConfig(dim=DIM, rows=64, bits=6)
 

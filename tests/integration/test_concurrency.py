@@ -15,9 +15,9 @@ import numpy as np
 from integration_helpers import DIM, batch, send_known_updates
 
 from nws_client import SketchClient, SketchConfig
+from nws_core.sketch import NWSketch
+from nws_core.sketch import SketchConfig as EngineConfig
 from nws_server.server import SketchServer
-from nws_server.sketch import NWSketch
-from nws_server.sketch import SketchConfig as EngineConfig
 
 PROCESSES = 3
 UPDATES = 30

@@ -33,8 +33,8 @@ from nws.v1 import sketch_pb2_grpc
 
 from nws_client import SketchClient, SketchConfig
 from nws_client.errors import FailedPrecondition
-from nws_server.sketch import NWSketch
-from nws_server.sketch import SketchConfig as EngineConfig
+from nws_core.sketch import NWSketch
+from nws_core.sketch import SketchConfig as EngineConfig
 from nws_server.store import FileStore, RedisStore, StateStore
 
 NWS_SERVER = str(Path(sys.executable).with_name("nws-server"))

@@ -170,6 +170,6 @@ def test_an_import_is_journaled_and_survives_a_restart(
 
 
 def _engine():  # the engine's config of CONFIG
-    from nws_server.sketch import SketchConfig as EngineConfig
+    from nws_core.sketch import SketchConfig as EngineConfig
 
     return EngineConfig(dim=DIM, rows=32, bits=6, seed=3)

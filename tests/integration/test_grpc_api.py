@@ -21,9 +21,9 @@ from nws_client import (
     SketchClient,
     SketchConfig,
 )
+from nws_core.sketch import NWSketch
+from nws_core.sketch import SketchConfig as EngineConfig
 from nws_server.server import SketchServer
-from nws_server.sketch import NWSketch
-from nws_server.sketch import SketchConfig as EngineConfig
 
 CONFIG = SketchConfig(dim=DIM, rows=64, bits=6)
 

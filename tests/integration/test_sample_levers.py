@@ -10,7 +10,7 @@ from nws.v1 import sketch_pb2 as pb
 from nws.v1 import sketch_pb2_grpc
 
 from nws_client import InvalidArgument, SketchClient, SketchConfig
-from nws_server import policy
+from nws_core import policy
 
 
 @pytest.fixture

@@ -28,7 +28,7 @@ from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 from packaging.version import Version
 
-from nws_server.entry import extra_requirements, missing_distributions, run_cli
+from nws_client.entry import extra_requirements, missing_distributions, run_cli
 
 ROOT = Path(__file__).resolve().parents[2]
 BASE = {"numpy", "grpcio", "protobuf"}
@@ -272,6 +272,7 @@ def test_wheel_carries_every_module_and_the_generated_stubs(wheel: Path) -> None
     expected = {"nws/__init__.py", "nws/v1/__init__.py", "nws/v1/sketch_pb2.py"}
     expected |= {"nws/v1/sketch_pb2_grpc.py"}
     for package, folder in [
+        ("nws_core", ROOT / "services" / "nws_core"),
         ("nws_server", ROOT / "services" / "nws_server"),
         ("nws_client", ROOT / "client" / "nws_client"),
         ("nws_trainer", ROOT / "trainer" / "nws_trainer"),
@@ -284,8 +285,8 @@ def test_wheel_carries_every_module_and_the_generated_stubs(wheel: Path) -> None
     with zipfile.ZipFile(wheel) as zf:
         entry_points = next(n for n in names if n.endswith(".dist-info/entry_points.txt"))
         scripts = zf.read(entry_points).decode()
-    assert "nws-server = nws_server.entry:server" in scripts
-    assert "nws-train = nws_trainer.entry:train" in scripts
+    assert "nws-server = nws_client.entry:server" in scripts
+    assert "nws-train = nws_client.entry:train" in scripts
 
 
 @pytest.mark.slow
@@ -409,7 +410,7 @@ def test_each_image_installs_its_role(role: str) -> None:
     assert len(installs) == 1 and f'requirements.lock ".[{role}]"' in installs[0], installs
 
 
-# --------------------------------------------------------------------------- nws_server.entry
+# --------------------------------------------------------------------------- nws_client.entry
 REQUIRES = [
     "numpy>=1.26",
     'torch>=2.4; extra == "server"',

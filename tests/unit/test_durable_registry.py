@@ -12,16 +12,16 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from nws_server import records
-from nws_server.errors import (
+from nws_core.errors import (
     DataLoss,
     FailedPrecondition,
     InvalidArgument,
     NotFound,
     Unavailable,
 )
+from nws_core.sketch import SketchConfig
+from nws_server import records
 from nws_server.registry import Limits, SketchRegistry
-from nws_server.sketch import SketchConfig
 from nws_server.store import FileStore, Loaded, RedisStore, StateStore
 
 DIM = 8

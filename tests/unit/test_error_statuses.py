@@ -1,4 +1,4 @@
-"""Each core error class carries its status; the gRPC and HTTP answers and the client derive from it."""
+"""Each core error class carries its status; gRPC, HTTP and the client derive theirs from it."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import grpc
 import pytest
 
 from nws_client import errors as client_errors
-from nws_server import errors
+from nws_core import errors
 from nws_server.grpc_service import status_of
 
 CORE_ERRORS = [

@@ -10,11 +10,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
-from nws_server import keep_ratio as kr
-from nws_server import policy
-from nws_server.errors import InvalidArgument
+from nws_core import keep_ratio as kr
+from nws_core import policy
+from nws_core.errors import InvalidArgument
+from nws_core.sketch import SketchConfig
 from nws_server.registry import SketchRegistry
-from nws_server.sketch import SketchConfig
 
 SLACK = 1e-9
 priorities_st = arrays(

@@ -6,8 +6,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from nws_server import policy
-from nws_server.errors import InvalidArgument
+from nws_core import policy
+from nws_core.errors import InvalidArgument
 from nws_trainer.data import TextDataset, with_duplicates
 from nws_trainer.selection import InfoBatchSelector, LossTable, LossTableSelector
 

@@ -6,10 +6,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from nws_server.errors import InvalidArgument, NotFound
+from nws_core.errors import InvalidArgument, NotFound
+from nws_core.sketch import SketchConfig
 from nws_server.monitor import Monitor, Ring
 from nws_server.registry import SketchRegistry
-from nws_server.sketch import SketchConfig
 
 
 class Clock:

@@ -26,7 +26,7 @@ import numpy as np
 import pytest
 import torch
 
-from nws_server.sketch import NWSketch, SketchConfig
+from nws_core.sketch import NWSketch, SketchConfig
 
 Z_995 = 2.5758  # two-sided 99 % normal quantile
 

@@ -10,8 +10,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
-from nws_server.errors import InvalidArgument
-from nws_server.policy import (
+from nws_core.errors import InvalidArgument
+from nws_core.policy import (
     UpdateSchedule,
     importance_weights,
     in_warmup,

@@ -1,13 +1,13 @@
-"""The prune policy's rule (nws_server.prune) without a server."""
+"""The prune policy's rule (nws_core.prune) without a server."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from nws_server.errors import InvalidArgument
-from nws_server.policy import SamplingPolicy
-from nws_server.prune import Prune, check_alone, check_policy, keep_share
+from nws_core.errors import InvalidArgument
+from nws_core.policy import SamplingPolicy
+from nws_core.prune import Prune, check_alone, check_policy, keep_share
 
 
 def test_rows_at_or_above_the_mean_are_kept_and_the_rest_unbiased() -> None:

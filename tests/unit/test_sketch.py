@@ -13,8 +13,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
-from nws_server.errors import DataLoss, FailedPrecondition, InvalidArgument
-from nws_server.sketch import NWSketch, SketchConfig, rows_for_error
+from nws_core.errors import DataLoss, FailedPrecondition, InvalidArgument
+from nws_core.sketch import NWSketch, SketchConfig, rows_for_error
 
 DIM = 8
 SMALL = SketchConfig(dim=DIM, rows=16, bits=6, seed=3)
@@ -308,7 +308,7 @@ def test_wide_sketches_serialize_their_occupied_cells_only():
 
 
 def test_full_sketches_stay_dense_and_version_1_snapshots_still_load(monkeypatch):
-    from nws_server import sketch as sketch_module
+    from nws_core import sketch as sketch_module
 
     small = NWSketch(SketchConfig(dim=DIM, rows=4, bits=2, seed=1))
     small.update(np.random.default_rng(1).normal(size=(200, DIM)).astype(np.float32), [1.0] * 200)
@@ -327,7 +327,7 @@ def test_full_sketches_stay_dense_and_version_1_snapshots_still_load(monkeypatch
 
 @pytest.mark.parametrize("damage", ["out_of_range", "unsorted", "short_values"])
 def test_sparse_snapshots_with_bad_cells_are_refused(damage):
-    from nws_server import sketch as sketch_module
+    from nws_core import sketch as sketch_module
 
     sketch = NWSketch(SketchConfig(dim=DIM, rows=8, bits=12, seed=2))
     sketch.update(np.random.default_rng(2).normal(size=(20, DIM)).astype(np.float32), [2.0] * 20)
@@ -349,7 +349,7 @@ def test_sparse_snapshots_with_bad_cells_are_refused(damage):
 
 _CHILD = """
 import sys, numpy as np
-from nws_server.sketch import NWSketch, SketchConfig
+from nws_core.sketch import NWSketch, SketchConfig
 rng = np.random.default_rng(5)
 s = NWSketch(SketchConfig(dim=16, rows=32, bits=10, seed=42))
 s.update(rng.normal(size=(500, 16)).astype(np.float32), rng.random(500))

@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 import torch
 
-from nws_server.sketch import NWSketch, SketchConfig
+from nws_core.sketch import NWSketch, SketchConfig
 
 DIM = 48
 CONFIGS = {

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from nws_server.errors import DataLoss, InvalidArgument
+from nws_core.errors import DataLoss, InvalidArgument
 from nws_server.store import FileStore, RedisStore, StateStore, open_store
 
 

@@ -7,8 +7,8 @@ import math
 import numpy as np
 import pytest
 
-from nws_server.keep_ratio import AutoRatio
-from nws_server.sketch import SketchConfig
+from nws_core.keep_ratio import AutoRatio
+from nws_core.sketch import SketchConfig
 from nws_trainer.backends import InProcessBackend
 from nws_trainer.cli import build_parser, config_from_args
 from nws_trainer.config import ConfigError, TrainConfig

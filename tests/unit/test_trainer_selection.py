@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from nws_server.policy import sample
-from nws_server.sketch import SketchConfig
+from nws_core.policy import sample
+from nws_core.sketch import SketchConfig
 from nws_trainer.backends import InProcessBackend, SketchBackend
 from nws_trainer.loader import CandidateStream, Tokens, epoch_permutation
 from nws_trainer.loss import weighted_loss

@@ -21,10 +21,10 @@ from typing import Any, Literal, Protocol, runtime_checkable
 
 import numpy as np
 
-import nws_server.policy as policy
-from nws_server import keep_ratio
-from nws_server.prune import Prune
-from nws_server.sketch import NWSketch, SketchConfig
+import nws_core.policy as policy
+from nws_core import keep_ratio
+from nws_core.prune import Prune
+from nws_core.sketch import NWSketch, SketchConfig
 
 
 @dataclass(frozen=True)
@@ -76,9 +76,9 @@ class SketchBackend(Protocol):
     ) -> SampleResult:
         """Score ``embeddings`` [n, dim] and draw which rows to keep (reproducible for a seed);
         ``rule``: the policy levers (default: p ∝ estimate, weights 1/p); ``ratio="auto"``: the
-        keep ratio chosen per request (:mod:`nws_server.keep_ratio`; ``auto`` its settings,
+        keep ratio chosen per request (:mod:`nws_core.keep_ratio`; ``auto`` its settings,
         default ratio_min 0.3, threshold 0.05); ``prune_rate``: the ``prune`` policy instead
-        (:mod:`nws_server.prune`; ratio, p_min and rule unused)."""
+        (:mod:`nws_core.prune`; ratio, p_min and rule unused)."""
         ...
 
     def score(self, embeddings: np.ndarray) -> Scores:

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from nws_server.policy import SamplingPolicy
+from nws_core.policy import SamplingPolicy
 
 Strategy = Literal[
     "full", "uniform", "rs2", "nws", "nws-live", "selective-backprop", "loss-table", "infobatch"
@@ -354,7 +354,7 @@ class TrainConfig:
         return 1.0 if self.ratio == "auto" else float(self.ratio)
 
     def sampling_policy(self) -> SamplingPolicy:
-        """The policy levers as the server's :class:`~nws_server.policy.SamplingPolicy`."""
+        """The policy levers as the server's :class:`~nws_core.policy.SamplingPolicy`."""
         return SamplingPolicy(
             power=self.score_power,
             rank=self.score_rank,

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from nws_server.policy import rankdata
+from nws_core.policy import rankdata
 
 
 def spearman(a: np.ndarray, b: np.ndarray) -> float | None:

@@ -17,9 +17,9 @@ import numpy as np
 
 from nws_client import DeadlineExceeded, NWSClientError, OnUnavailable, SketchClient, Unavailable
 from nws_client import SketchConfig as WireSketchConfig
-from nws_server.keep_ratio import AutoRatio
-from nws_server.policy import SamplingPolicy
-from nws_server.sketch import SketchConfig
+from nws_core.keep_ratio import AutoRatio
+from nws_core.policy import SamplingPolicy
+from nws_core.sketch import SketchConfig
 from nws_trainer.backends import BackendSpec, Ratio, SampleResult, Scores, SketchBackend
 from nws_trainer.config import ConfigError, TrainConfig
 

@@ -25,8 +25,8 @@ from typing import Any, Literal, Protocol
 import numpy as np
 import torch
 
-from nws_server import policy
-from nws_server.keep_ratio import AutoRatio
+from nws_core import policy
+from nws_core.keep_ratio import AutoRatio
 from nws_trainer.backends import BackendSpec, Ratio, SampleResult, SketchBackend
 from nws_trainer.diagnostics import ChunkStats, coefficient_of_variation
 
@@ -338,7 +338,7 @@ class SketchSelector:
         self.auto = auto  # ratio "auto": its settings (None: the server's defaults)
         self.p_min = p_min
         self.rule = rule or policy.SamplingPolicy()
-        self.prune_rate = prune_rate  # not None: the server's prune policy (nws_server.prune)
+        self.prune_rate = prune_rate  # not None: the server's prune policy (nws_core.prune)
         self._backend: SketchBackend | None = None
 
     def __getstate__(self) -> dict[str, Any]:

@@ -32,8 +32,8 @@ import torch
 from tqdm.auto import tqdm
 
 from nws_client import DeadlineExceeded, Unavailable
-from nws_server.keep_ratio import AutoRatio
-from nws_server.sketch import SketchConfig
+from nws_core.keep_ratio import AutoRatio
+from nws_core.sketch import SketchConfig
 from nws_trainer import anneal
 from nws_trainer.backends import InProcessBackend, SketchBackend
 from nws_trainer.config import SKETCHED, TABLED, TRAINER_SIDE, ConfigError, TrainConfig

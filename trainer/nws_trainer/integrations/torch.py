@@ -59,8 +59,8 @@ from torch.utils.data import DataLoader, Dataset, IterableDataset
 from torch.utils.data.dataloader import default_collate
 
 from nws_client import SketchClient, SketchConfig
-from nws_server.keep_ratio import DEFAULT_RATIO_MIN
-from nws_server.policy import SamplingPolicy
+from nws_core.keep_ratio import DEFAULT_RATIO_MIN
+from nws_core.policy import SamplingPolicy
 from nws_trainer.anneal import batch_annealing, check_share
 from nws_trainer.config import TrainConfig
 from nws_trainer.loss import weighted_loss

@@ -1,13 +1,13 @@
 """The Nadaraya-Watson Sketch (NWS): an O(1) estimate of a value (a loss) at any embedding.
 
-Two R x W arrays indexed by sign-random-projection LSH (see :mod:`nws_server.hashing`):
+Two R x W arrays indexed by sign-random-projection LSH (see :mod:`nws_core.hashing`):
 ``update(x_i, y_i)`` adds y_i to ``top[r, h_r(x_i)]`` and 1 to ``bottom[r, h_r(x_i)]`` in every row
 r; ``estimate(x) = mean_r top[r, h_r(x)] / mean_r bottom[r, h_r(x)]`` (Algorithm 5 of Daghaghi et
 al.). Rows are aggregated *before* dividing; as R grows the estimate converges to the exact
 Nadaraya-Watson estimator with kernel (1 - theta/pi)^K, with error O(1/sqrt(R)).
 
 Inputs are validated here, once (:func:`as_embeddings`, :func:`as_values`); a rejected call
-raises :class:`~nws_server.errors.InvalidArgument` (a ``ValueError``) and changes nothing.
+raises :class:`~nws_core.errors.InvalidArgument` (a ``ValueError``) and changes nothing.
 """
 
 from __future__ import annotations
@@ -23,8 +23,8 @@ from typing import Any, Literal
 import numpy as np
 import torch
 
-from nws_server.errors import DataLoss, FailedPrecondition, InvalidArgument
-from nws_server.hashing import SRPHasher
+from nws_core.errors import DataLoss, FailedPrecondition, InvalidArgument
+from nws_core.hashing import SRPHasher
 
 Estimator = Literal["mean", "median_of_means"]
 AccumulatorDType = Literal["float64", "float32"]

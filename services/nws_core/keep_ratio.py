@@ -53,7 +53,7 @@ estimates are losses > 0, ``auto`` switches sampling off, and only the reported 
 cost model than equal data (e.g. equal backward passes with data to spare: f <= 1, which holds for
 every p proportional to s); that choice is left to the benchmarks.
 
-The probabilities come from the request's policy levers (:class:`~nws_server.policy.
+The probabilities come from the request's policy levers (:class:`~nws_core.policy.
 SamplingPolicy`: power, rank, baseline), the priorities s of f and of CV from the raw estimates:
 levers reshape p, not the gradients it should follow. f assumes the unbiased weights 1/p
 (``temper = 1``). Rows with p = 0 (possible only with ``p_min = 0``) are never kept: they bias
@@ -74,8 +74,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from nws_server import policy
-from nws_server.errors import InvalidArgument
+from nws_core import policy
+from nws_core.errors import InvalidArgument
 
 DEFAULT_RATIO_MIN = 0.3
 """Lowest keep ratio auto chooses (provisional)."""

@@ -7,7 +7,7 @@ loss stays unbiased) and the expected keep share is 1 - r * (share of rows below
 the response reports as its ``ratio``.
 
 **The running mean** is the mean of the losses the sketch has observed, ``value_sum / weight`` in
-the engine (:attr:`nws_server.sketch.NWSketch.mean_value`): with forgetting it is the decayed mean,
+the engine (:attr:`nws_core.sketch.NWSketch.mean_value`): with forgetting it is the decayed mean,
 so it follows the model as the arrays do. This is InfoBatch's "mean of the table's scores" with
 the sketch in place of the table (the table's mean is over the latest loss of every row seen, the
 sketch's over every observation it still holds). It is not the mean of the request's own
@@ -28,8 +28,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from nws_server import policy
-from nws_server.errors import InvalidArgument
+from nws_core import policy
+from nws_core.errors import InvalidArgument
 
 IMPORTANCE = "importance"
 PRUNE = "prune"

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from nws_server.errors import InvalidArgument
+from nws_core.errors import InvalidArgument
 
 DEFAULT_P_MIN = 0.05
 

@@ -5,7 +5,7 @@ sketch, and after each chunk checks the sketch's predictions on held-out snippet
 exact Nadaraya-Watson estimator and the true labels. Then it scores the held-out snippets and
 draws an importance sample at ratio 0.4 with unbiased weights.
 
-    python -m nws_server.demo
+    python -m nws_trainer.engine_demo
 """
 
 from __future__ import annotations
@@ -16,8 +16,11 @@ import time
 import numpy as np
 import torch
 
-from nws_server.policy import sample
-from nws_server.sketch import NWSketch, SketchConfig
+from nws_core.policy import sample
+from nws_core.sketch import NWSketch, SketchConfig
+from nws_trainer.data import load_rotten_tomatoes, train_test_split
+from nws_trainer.diagnostics import spearman
+from nws_trainer.embeddings import cached_embeddings
 
 
 def exact_nw(train: np.ndarray, y: np.ndarray, query: np.ndarray, bits: int) -> np.ndarray:
@@ -50,10 +53,6 @@ def _auc(scores: np.ndarray, labels: np.ndarray) -> float:
 
 
 def main() -> None:
-    from nws_trainer.data import load_rotten_tomatoes, train_test_split
-    from nws_trainer.diagnostics import spearman
-    from nws_trainer.embeddings import cached_embeddings
-
     print("NWS engine demo: a sketch learns 'is this review fresh?' from MiniLM embeddings\n")
     ds = load_rotten_tomatoes()
     t0 = time.perf_counter()

@@ -20,7 +20,7 @@ from collections.abc import Callable
 from typing import cast
 
 DISTRIBUTION = "nws"
-PROJECT_PACKAGES = frozenset({"nws", "nws_client", "nws_server", "nws_trainer"})
+PROJECT_PACKAGES = frozenset({"nws", "nws_client", "nws_core", "nws_server", "nws_trainer"})
 
 # `name[extras] specifier; marker` as a Requires-Dist line has it (PEP 508, the parts used here)
 _REQUIREMENT = re.compile(
@@ -103,3 +103,8 @@ def run_cli(module: str, prog: str, extra: str) -> int:
 def server() -> int:
     """``nws-server`` (the ``server`` extra)."""
     return run_cli("nws_server.cli", "nws-server", "server")
+
+
+def train() -> int:
+    """``nws-train`` (the ``trainer`` extra)."""
+    return run_cli("nws_trainer.cli", "nws-train", "trainer")
