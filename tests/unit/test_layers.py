@@ -1,9 +1,9 @@
 """The packages' layers point down only: read from every import statement, lazy ones included.
 
-    nws_trainer -> nws_client, nws_core (and nws_server only to launch the embedded server)
-    nws_server  -> nws_core (and the generated protobuf package ``nws``)
-    nws_client  -> the generated protobuf package ``nws``
-    nws_core    -> numpy and torch: no transport, no store, no project package above it
+nws_trainer -> nws_client, nws_core (and nws_server only to launch the embedded server)
+nws_server  -> nws_core (and the generated protobuf package ``nws``)
+nws_client  -> the generated protobuf package ``nws``
+nws_core    -> numpy and torch: no transport, no store, no project package above it
 """
 
 from __future__ import annotations
@@ -46,7 +46,7 @@ def imports(package: str) -> list[tuple[Path, str]]:
                 found += [(path, alias.name) for alias in node.names]
             elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
                 found.append((path, node.module))
-                if "." not in node.module:  # `from nws_server import embedded`: the alias is a module
+                if "." not in node.module:  # `from nws_server import embedded`
                     found += [(path, f"{node.module}.{alias.name}") for alias in node.names]
     return found
 

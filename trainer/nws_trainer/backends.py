@@ -21,8 +21,8 @@ from typing import Any, Literal, Protocol, runtime_checkable
 
 import numpy as np
 
+import nws_core.keep_ratio as keep_ratio
 import nws_core.policy as policy
-from nws_core import keep_ratio
 from nws_core.prune import Prune
 from nws_core.sketch import NWSketch, SketchConfig
 

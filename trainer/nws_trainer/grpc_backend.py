@@ -10,6 +10,7 @@ the background (``update_async``), so a step never waits for the sketch.
 from __future__ import annotations
 
 import dataclasses
+import uuid
 from dataclasses import dataclass
 from typing import Any
 
@@ -135,12 +136,15 @@ class GrpcBackend:
                 self._server = None
 
 
+def new_sketch_name(cfg: TrainConfig) -> str:
+    """The run's sketch: ``sketch_name``, or a fresh name that says what made it."""
+    return cfg.sketch_name or f"nws-train-{cfg.strategy}-s{cfg.seed}-{uuid.uuid4().hex[:8]}"
+
+
 def grpc_factory(cfg: TrainConfig) -> Any:
     """A backend factory for ``cfg``: its endpoint, or an embedded server on a loopback port."""
 
     def factory(config: SketchConfig, warmup: int) -> tuple[SketchBackend, str | None]:
-        from nws_trainer.train import new_sketch_name
-
         server = None
         if cfg.sketch_endpoint is not None:
             target = cfg.sketch_endpoint

@@ -1,4 +1,4 @@
-"""The training loop behind ``nws-train``: one loop, five strategies, two batching modes.
+"""The training loop behind ``nws-train``: one loop, eight strategies, two batching modes.
 
 Where selection happens:
 
@@ -12,16 +12,15 @@ Where selection happens:
 
 Every step trains on a :class:`~nws_trainer.selection.TrainBatch` with the importance-weighted
 loss of :mod:`nws_trainer.loss`, then hands (embedding, per-example loss) of the trained examples
-to the sketch without waiting for it to be applied.
+to the sketch without waiting for it to be applied. What differs between strategies is asked of
+a :class:`~nws_trainer.strategies.Strategy`; the budget (:mod:`nws_trainer.budget`), the probe
+(:mod:`nws_trainer.probe`) and the ledger and summary (:mod:`nws_trainer.accounting`) live beside.
 """
 
 from __future__ import annotations
 
-import contextlib
 import json
-import math
 import time
-import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,35 +30,45 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from nws_client import DeadlineExceeded, Unavailable
-from nws_core.keep_ratio import AutoRatio
+from nws_core.errors import InvalidArgument
 from nws_core.sketch import SketchConfig
-from nws_trainer import anneal
+from nws_core.sketch import resolve_device as _core_resolve_device
+from nws_trainer import accounting, anneal
 from nws_trainer.backends import InProcessBackend, SketchBackend
-from nws_trainer.config import SKETCHED, TABLED, TRAINER_SIDE, ConfigError, TrainConfig
-from nws_trainer.diagnostics import Window, coefficient_of_variation, spearman
-from nws_trainer.evaluate import evaluate, forward_no_grad, forward_rows
+from nws_trainer.budget import UNBOUNDED_PASSES, budget_steps, candidate_epochs, planned_steps
+from nws_trainer.clock import Clock
+from nws_trainer.config import ConfigError, TrainConfig
+from nws_trainer.diagnostics import Window
+from nws_trainer.evaluate import evaluate, forward_no_grad
+from nws_trainer.grpc_backend import grpc_factory
 from nws_trainer.loader import CandidateStream, collate, make_loader
 from nws_trainer.loss import per_example_loss, residual_norm, weighted_loss
 from nws_trainer.models import load_classifier
 from nws_trainer.plots import plot_curves
-from nws_trainer.prepare import Prepared, StaticEmbeddings, environment, prepare, static_embeddings
+from nws_trainer.prepare import Prepared, StaticEmbeddings, prepare, static_embeddings
+from nws_trainer.probe import probe
 from nws_trainer.selection import (
-    InfoBatchSelector,
-    KeepAll,
     LossTable,
-    LossTableSelector,
-    RS2Selector,
-    Selector,
-    SketchSelector,
     TrainBatch,
-    UniformSelector,
     chunk_seed,
-    from_sample,
     make_batcher,
     normalize_rows,
-    select_by_scores,
 )
+from nws_trainer.strategies import strategy_for
+
+__all__ = [
+    "UNBOUNDED_PASSES",
+    "BackendFactory",
+    "Clock",
+    "RunResult",
+    "Trainer",
+    "budget_steps",
+    "candidate_epochs",
+    "inprocess_factory",
+    "planned_steps",
+    "resolve_device",
+    "run",
+]
 
 Log = Callable[[str], None]
 BackendFactory = Callable[[SketchConfig, int], tuple[SketchBackend, str | None]]
@@ -77,87 +86,14 @@ class RunResult:
     """Epoch -> training rows in the order they were trained (for checks and studies)."""
 
 
-class Clock:
-    """Training wall-clock that can be paused (evaluation is excluded)."""
-
-    def __init__(self) -> None:
-        self._elapsed = 0.0
-        self._since: float | None = None
-
-    def start(self) -> None:
-        if self._since is None:
-            self._since = time.perf_counter()
-
-    def stop(self) -> None:
-        if self._since is not None:
-            self._elapsed += time.perf_counter() - self._since
-            self._since = None
-
-    @contextlib.contextmanager
-    def paused(self) -> Iterator[None]:
-        running = self._since is not None
-        self.stop()
-        try:
-            yield
-        finally:
-            if running:
-                self.start()
-
-    @property
-    def seconds(self) -> float:
-        extra = 0.0 if self._since is None else time.perf_counter() - self._since
-        return self._elapsed + extra
-
-
 def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    """The core's ``resolve_device`` ('auto': CUDA when present), its errors as ConfigError."""
     try:
-        device = torch.device(name)
+        return _core_resolve_device(name)
+    except InvalidArgument as exc:
+        raise ConfigError(str(exc)) from exc
     except RuntimeError as exc:
         raise ConfigError(f"unknown device {name!r}") from exc
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise ConfigError(f"device {name!r} requested but CUDA is not available")
-    return device
-
-
-def budget_steps(cfg: TrainConfig, n_train: int) -> int | None:
-    """The run's step budget (``budget_steps``, or ``budget_share`` of full's steps), if any."""
-    if cfg.budget_steps is not None:
-        return cfg.budget_steps
-    if cfg.budget_share is not None:
-        full = math.ceil(n_train / cfg.batch_size) * cfg.epochs
-        return max(1, round(cfg.budget_share * full))
-    return None
-
-
-UNBOUNDED_PASSES = 10**6
-"""Candidate passes under a step budget: the stream is lazy, the budget is what stops it."""
-
-
-def candidate_epochs(cfg: TrainConfig, n_train: int) -> int:
-    """Passes the candidate stream may make: ``epochs``, or unbounded under a step budget."""
-    return cfg.epochs if budget_steps(cfg, n_train) is None else UNBOUNDED_PASSES
-
-
-def planned_steps(cfg: TrainConfig, n_train: int) -> int:
-    """Expected optimizer steps (for progress bars and the linear learning-rate schedule)."""
-    budget = budget_steps(cfg, n_train)
-    if budget is not None:
-        return budget if cfg.max_steps is None else min(budget, cfg.max_steps)
-    b = cfg.batch_size
-    chunks = math.ceil(n_train / b)
-    if cfg.strategy in ("full", "infobatch") or cfg.batching == "shrink" or cfg.sampling == "prune":
-        total = chunks * cfg.epochs  # infobatch, prune: an upper bound (pruning is data-dependent)
-    else:
-        warm = min(cfg.warmup_steps * b, n_train) if cfg.strategy in SKETCHED else 0
-        full = n_train * cfg.epochs * cfg.anneal  # the annealed last share keeps every candidate
-        # auto: an upper bound (it keeps every candidate while sampling would not pay)
-        kept = warm + max(n_train * cfg.epochs - full - warm, 0) * cfg.fixed_ratio() + full
-        total = math.ceil(kept / b)
-    if cfg.max_steps is not None:
-        total = min(total, cfg.max_steps)
-    return max(total, 1)
 
 
 def inprocess_factory(config: SketchConfig, warmup: int) -> tuple[SketchBackend, str | None]:
@@ -176,6 +112,7 @@ class Trainer:
     ) -> None:
         self.prep = prep
         self.cfg = cfg = prep.config
+        self.strategy = strategy_for(cfg)
         self.device = resolve_device(cfg.device)
         self._factory = backend_factory
         self._log = log
@@ -223,14 +160,15 @@ class Trainer:
         self.endpoint: str | None = None
         self.embeddings: StaticEmbeddings | None = None
         self.table: LossTable | None = (
-            LossTable(len(prep.train)) if cfg.strategy in TABLED else None
+            LossTable(len(prep.train)) if self.strategy.uses_table else None
         )
         self.rule = cfg.sampling_policy()
         # the embedding pass's tokens (unpadded: the pass batches rows of similar length)
-        self._embedding_tokens = int(prep.train_tokens.lengths().sum())
+        self.embedding_tokens = int(prep.train_tokens.lengths().sum())
         self._observed = 0
         self._forgot = cfg.warmup_forget >= 1.0
-        self._live: dict[int, np.ndarray] = {}
+        #: nws-live: the live embeddings of accepted rows, until their loss is streamed back
+        self.live_rows: dict[int, np.ndarray] = {}
         self._centered = False
         self._bar: Any = None
 
@@ -244,7 +182,7 @@ class Trainer:
             print(message, flush=True)
 
     # ------------------------------------------------------------------------------ set-up
-    def _open_backend(self, dim: int, center: np.ndarray | None) -> None:
+    def _open_backend(self, dim: int) -> None:
         cfg = self.cfg
         sketch = SketchConfig(
             dim=dim,
@@ -256,48 +194,21 @@ class Trainer:
         warmup = cfg.warmup_steps * cfg.batch_size
         factory = self._factory or default_backend_factory(cfg)
         self.backend, self.endpoint = factory(sketch, warmup)
-        if center is not None:
-            self.backend.set_center(center)
-            self._centered = True
 
-    def _selector(self) -> Selector:
-        cfg = self.cfg
-        if cfg.strategy == "uniform":
-            return UniformSelector(cfg.fixed_ratio())
-        if cfg.strategy == "rs2":
-            return RS2Selector(len(self.prep.train), cfg.fixed_ratio(), cfg.seed)
-        if cfg.strategy == "nws":
-            assert self.backend is not None and self.embeddings is not None
-            prune_rate = cfg.prune_rate if cfg.sampling == "prune" else None
-            return SketchSelector(
-                self.backend.spec(),
-                self.embeddings.table,
-                cfg.ratio,
-                cfg.p_min,
-                self.rule,
-                prune_rate,
-                AutoRatio(cfg.ratio_min, cfg.auto_threshold) if cfg.auto else None,
-            )
-        if cfg.strategy == "loss-table":
-            assert self.table is not None
-            warmup = cfg.warmup_steps * cfg.batch_size
-            return LossTableSelector(self.table, cfg.fixed_ratio(), cfg.p_min, warmup, self.rule)
-        if cfg.strategy == "infobatch":
-            assert self.table is not None
-            epochs = cfg.epochs
-            if self.budget is not None:  # the passes the budget is expected to take
-                epochs = max(
-                    1, math.ceil(self.budget / math.ceil(len(self.prep.train) / cfg.batch_size))
-                )
-            return InfoBatchSelector(self.table, cfg.infobatch_prune, cfg.infobatch_anneal, epochs)
-        return KeepAll()  # full, and the candidate chunks of the trainer-side strategies
+    def center_once(self, x: np.ndarray) -> np.ndarray:
+        """Center the sketch on the first rows it sees (nws-live: once, while it is empty)."""
+        if not self._centered:
+            assert self.backend is not None
+            self.backend.set_center(x.mean(axis=0))
+            self._centered = True
+        return x
 
     def _setup_sketch(self) -> None:
         """Open the sketch (first, so a bad endpoint fails fast), then the static embeddings."""
         cfg = self.cfg
-        self._open_backend(self.hidden_size, None)
+        self._open_backend(self.hidden_size)
         self.log(f"nws-train: sketch on {self.endpoint or 'this process'}")
-        if cfg.strategy != "nws":
+        if not self.strategy.needs_static_embeddings:
             return
         source = {"encoder": "frozen encoder", "tokens": "mean input token embedding"}
         self.log(
@@ -327,14 +238,14 @@ class Trainer:
         out.mkdir(parents=True, exist_ok=True)
         self._describe()
         try:
-            if cfg.strategy in SKETCHED:
+            if self.strategy.uses_sketch:
                 self._setup_sketch()
             stopped_by = self._train(out)
             sketch_stats = self.backend.stats() if self.backend is not None else None
         finally:
             if self.backend is not None:
                 self.backend.close()
-        summary = self._summary(stopped_by, sketch_stats)
+        summary = accounting.summary(self, stopped_by, sketch_stats)
         (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
         plot_curves(
             {cfg.strategy: self.rows},
@@ -355,8 +266,8 @@ class Trainer:
         stream = CandidateStream(
             self.prep.train_tokens,
             self.train_labels,
-            self._selector(),
-            "shrink" if cfg.strategy in TRAINER_SIDE else cfg.batching,
+            self.strategy.selector(self),
+            self.strategy.loader_batching(),
             cfg.batch_size,
             self.epochs,
             cfg.seed,
@@ -376,7 +287,7 @@ class Trainer:
                     self._evaluate(metrics)
                 loader = make_loader(stream, cfg.num_workers)
                 batches: Iterator[TrainBatch] = iter(loader)
-                if cfg.strategy in TRAINER_SIDE:
+                if self.strategy.selects_in_trainer:
                     batches = self._select_in_trainer(batches)
                 self.clock.start()
                 stopped_by = self._loop(batches, metrics)
@@ -399,7 +310,7 @@ class Trainer:
             f", ratio {cfg.ratio}"
             + (f" (at least {cfg.ratio_min})" if cfg.auto else "")
             + f", p_min {cfg.p_min}, {cfg.batching} batching"
-            if cfg.strategy != "full"
+            if self.strategy.sampled
             else ""
         )
         split = (
@@ -447,7 +358,7 @@ class Trainer:
         many candidates are kept: warm-up, the acceptance rate, infobatch's pruning), capped by
         ``max_steps``. Either way the rate reaches 0 exactly when the run's data ends."""
         cfg = self.cfg
-        if cfg.strategy == "full" or cfg.batching == "shrink" or self.budget is not None:
+        if self.strategy.steps_known or cfg.batching == "shrink" or self.budget is not None:
             progress = steps_done / self.total_steps
         else:
             progress = self.candidates / max(len(self.prep.train) * cfg.epochs, 1)
@@ -502,11 +413,7 @@ class Trainer:
             return
         if self.backend is None:
             return
-        if self.cfg.strategy == "nws":
-            assert self.embeddings is not None
-            x = self.embeddings.table.rows(batch.indices)
-        else:
-            x = np.stack([self._live.pop(int(i)) for i in batch.indices])
+        x = self.strategy.update_rows(self, batch.indices)
         start = time.perf_counter()
         self.backend.update(x, losses)
         self._observed += len(losses)
@@ -525,7 +432,7 @@ class Trainer:
         cfg = self.cfg
         batcher = make_batcher(cfg.batching, cfg.batch_size)
         epoch = 0
-        live = cfg.strategy == "nws-live"
+        pooled = self.strategy.pooled
         for counter, cand in enumerate(candidates):
             if cand.epoch != epoch:
                 for batch in batcher.finish():
@@ -534,27 +441,13 @@ class Trainer:
                 epoch = cand.epoch
             start = time.perf_counter()
             assert cand.inputs is not None
-            f = forward_no_grad(self.model, cand.inputs, cand.labels, self.device, pooled=live)
+            f = forward_no_grad(self.model, cand.inputs, cand.labels, self.device, pooled=pooled)
             self.forwarded += len(cand)
             self.nograd_examples += len(cand)
             self.nograd_tokens += int(cand.inputs["input_ids"].numel())
             self.totals["select_forward"] += time.perf_counter() - start
-            seed = chunk_seed(cfg.seed, cand.epoch, counter)
-            if live:
-                assert self.backend is not None and f.pooled is not None
-                x = normalize_rows(f.pooled)
-                if not self._centered:
-                    self.backend.set_center(x.mean(axis=0))
-                    self._centered = True
-                result = self.backend.sample(x, cfg.fixed_ratio(), cfg.p_min, seed, self.rule)
-                for i, row in zip(cand.indices[result.accepted], x[result.accepted], strict=True):
-                    self._live[int(i)] = row
-                chunk = from_sample(cand.indices, result, time.perf_counter() - start)
-            else:
-                chunk = select_by_scores(
-                    cand.indices, f.losses, cfg.fixed_ratio(), cfg.p_min, seed, self.rule
-                )
-                chunk.seconds = time.perf_counter() - start
+            chunk = self.strategy.choose(self, cand, f, chunk_seed(cfg.seed, cand.epoch, counter))
+            chunk.seconds = time.perf_counter() - start
             for batch in batcher.add(chunk):
                 yield self._collate(batch, epoch)
         for batch in batcher.finish():
@@ -576,7 +469,7 @@ class Trainer:
                 cfg.eval_batch_size,
                 self.device,
             )
-            probe = self._probe()
+            probe_row = probe(self)
             eval_seconds = time.perf_counter() - start
         self.totals["eval"] += eval_seconds
         emb_seconds = self.embeddings.compute_seconds if self.embeddings is not None else 0.0
@@ -589,12 +482,12 @@ class Trainer:
             "examples_forwarded": self.forwarded,
             "examples_backpropagated": self.backpropagated,
             "candidates_seen": self.candidates,
-            "ledger": self.ledger(),
+            "ledger": accounting.ledger(self),
             "test_accuracy": acc,
             "test_loss": loss,
             "lr": self.scheduler.get_last_lr()[0],
             **self.window.row(),
-            **probe,
+            **probe_row,
         }
         self.rows.append(row)
         metrics.write(json.dumps(row) + "\n")
@@ -605,7 +498,7 @@ class Trainer:
             f"acc {acc:.4f}",
             f"loss {loss:.4f}",
         ]
-        if row["acceptance_rate"] is not None and cfg.strategy != "full":
+        if row["acceptance_rate"] is not None and self.strategy.sampled:
             parts.append(f"accept {row['acceptance_rate']:.2f}")
         if row["spearman_trained"] is not None:
             parts.append(f"rho(est,loss) {row['spearman_trained']:.2f}")
@@ -613,161 +506,11 @@ class Trainer:
             parts.append(f"rho(probe) {row['probe_spearman']:.2f}")
         self.log("  " + " | ".join(parts))
 
-    def _probe(self) -> dict[str, Any]:
-        """Spearman between the sketch's estimates and the current model's true losses."""
-        empty: dict[str, Any] = {
-            "probe_spearman": None,
-            "probe_estimate_cv": None,
-            "probe_loss_cv": None,
-            "probe_prior_hit_rate": None,
-            "sketch_observations": None,
-        }
-        if self.table is not None and self.prep.probe.size:
-            return self._probe_table()
-        if self.backend is None or self.prep.probe.size == 0:
-            return empty
-        live = self.cfg.strategy == "nws-live"
-        f = forward_rows(
-            self.model,
-            self.prep.train_tokens,
-            self.train_labels,
-            self.prep.probe,
-            self.cfg.eval_batch_size,
-            self.device,
-            pooled=live,
-        )
-        if live:
-            assert f.pooled is not None
-            x = normalize_rows(f.pooled)
-            if not self._centered:
-                self.backend.set_center(x.mean(axis=0))
-                self._centered = True
-        else:
-            assert self.embeddings is not None
-            x = self.embeddings.table.rows(self.prep.probe)
-        try:
-            self.backend.flush()
-            scores = self.backend.score(x)
-            stats = self.backend.stats()
-        except (Unavailable, DeadlineExceeded) as exc:
-            if self.cfg.sketch_on_unavailable == "raise":
-                raise
-            self.log(f"nws-train: probe skipped, the sketch server is unreachable: {exc}")
-            return empty
-        truth = f.feedback(self.cfg.feedback)
-        return _probe_row(scores.estimates, truth, scores.prior_used, stats.get("observations"))
-
-    def _probe_table(self) -> dict[str, Any]:
-        """The O(N) table's version of :meth:`_probe`: its latest losses against true ones."""
-        assert self.table is not None
-        f = forward_rows(
-            self.model,
-            self.prep.train_tokens,
-            self.train_labels,
-            self.prep.probe,
-            self.cfg.eval_batch_size,
-            self.device,
-        )
-        scores, unseen = self.table.scores(self.prep.probe)
-        return _probe_row(scores, f.losses, unseen, self.table.observations)
-
-    # ------------------------------------------------------------------------------ ledger
-    def ledger(self) -> dict[str, Any]:
-        """The compute this run has spent so far, counted (not timed) where it can be: what the
-        benchmarks price at per-unit costs calibrated on the machine (compute-normalised time).
-        Evaluation and the probe are diagnostics and not counted; the embedding pass is."""
-        emb = self.embeddings
-        t = self.totals
-        return {
-            "steps": self.step,
-            "grad_examples": self.backpropagated,
-            "grad_tokens": self.grad_tokens,
-            "nograd_examples": self.nograd_examples,
-            "nograd_tokens": self.nograd_tokens,
-            # counted as tokens above, so not again here
-            "select_seconds": max(0.0, t["select"] - t["select_forward"]),
-            "update_seconds": t["update"],
-            "embedding_source": None if emb is None else self.cfg.embedding_source,
-            "embedding_examples": 0 if emb is None else len(self.prep.train),
-            "embedding_tokens": 0 if emb is None else self._embedding_tokens,
-            "embedding_seconds": 0.0 if emb is None else emb.compute_seconds,
-        }
-
-    # ------------------------------------------------------------------------------ summary
-    def _summary(self, stopped_by: str, sketch_stats: dict[str, Any] | None) -> dict[str, Any]:
-        cfg, prep = self.cfg, self.prep
-        last = self.rows[-1]
-        emb = self.embeddings
-        train_seconds = self.clock.seconds
-        t = self.totals
-        return {
-            "strategy": cfg.strategy,
-            "batching": cfg.batching,
-            "seed": cfg.seed,
-            "stopped_by": stopped_by,
-            "steps": self.step,
-            "epochs_started": self.epoch + 1,
-            "final": {"test_accuracy": last["test_accuracy"], "test_loss": last["test_loss"]},
-            "best_test_accuracy": max(r["test_accuracy"] for r in self.rows),
-            "train_seconds": train_seconds,
-            "wall_seconds": last["wall_seconds"],
-            "eval_seconds": t["eval"],
-            "embedding": None
-            if emb is None
-            else {
-                "seconds": emb.seconds,
-                "compute_seconds": emb.compute_seconds,
-                "cache_hit": emb.cache_hit,
-                "fingerprint": emb.fingerprint,
-                "path": str(emb.path),
-            },
-            "examples_forwarded": self.forwarded,
-            "examples_backpropagated": self.backpropagated,
-            "candidates_seen": self.candidates,
-            "ledger": self.ledger(),
-            "acceptance_rate": self.accepted / self.candidates if self.candidates else None,
-            "fallback_candidates": self.fallback_candidates,
-            "timing": {
-                "step_seconds": t["step"],
-                "loader_wait_seconds": t["loader"],
-                "select_seconds": t["select"],
-                "update_seconds": t["update"],
-                "seconds_per_step": train_seconds / self.step if self.step else None,
-                "sampling_overhead": (t["select"] + t["update"]) / train_seconds
-                if train_seconds > 0 and cfg.strategy != "full"
-                else None,
-            },
-            "sketch": sketch_stats,
-            "sketch_endpoint": self.endpoint,
-            "train_examples": len(prep.train),
-            "test_examples": len(prep.test),
-            "probe_examples": int(prep.probe.size),
-            "label_names": prep.label_names,
-            "model": str(prep.model_dir),
-            "config": cfg.to_dict(),
-            "environment": environment(),
-        }
-
-
-def _probe_row(
-    estimates: np.ndarray, losses: np.ndarray, prior_used: np.ndarray, observations: Any
-) -> dict[str, Any]:
-    """The probe columns of a metrics row: estimates (or table scores) against true losses."""
-    return {
-        "probe_spearman": spearman(estimates, losses),
-        "probe_estimate_cv": coefficient_of_variation(estimates),
-        "probe_loss_cv": coefficient_of_variation(losses),
-        "probe_prior_hit_rate": float(np.mean(prior_used)),
-        "sketch_observations": observations,
-    }
-
 
 def default_backend_factory(cfg: TrainConfig) -> BackendFactory:
     """The sketch source ``nws-train`` uses for ``cfg``."""
     if cfg.sketch_backend == "inprocess":
         return inprocess_factory
-    from nws_trainer.grpc_backend import grpc_factory
-
     return grpc_factory(cfg)
 
 
@@ -779,7 +522,3 @@ def run(
     """Validate, prepare and train; write metrics.jsonl, summary.json and curves.png."""
     prep = prepare(cfg)
     return Trainer(prep, backend_factory, log).run()
-
-
-def new_sketch_name(cfg: TrainConfig) -> str:
-    return cfg.sketch_name or f"nws-train-{cfg.strategy}-s{cfg.seed}-{uuid.uuid4().hex[:8]}"
