@@ -59,10 +59,11 @@ from _stats import Interval, accuracy_at, compute_for, t_interval  # noqa: E402
 from time_to_accuracy import parse_setting  # noqa: E402
 
 from _common import finished_run, seed_list  # noqa: E402
+from nws_trainer.budget import planned_steps  # noqa: E402
 from nws_trainer.compute import UnitCosts, calibrate, price  # noqa: E402
 from nws_trainer.config import TrainConfig  # noqa: E402
 from nws_trainer.prepare import environment, prepare  # noqa: E402
-from nws_trainer.train import Trainer, planned_steps, resolve_device  # noqa: E402
+from nws_trainer.train import Trainer, resolve_device  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent
 BUDGETS = (0.25, 0.5, 0.75)

@@ -7,7 +7,8 @@ from pathlib import Path
 import pytest
 from e2e_helpers import tiny_config
 
-from nws_trainer.train import planned_steps, run
+from nws_trainer.budget import planned_steps
+from nws_trainer.train import run
 
 pytestmark = pytest.mark.slow
 

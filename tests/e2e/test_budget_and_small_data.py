@@ -8,10 +8,11 @@ from pathlib import Path
 import pytest
 from e2e_helpers import tiny_config
 
+from nws_trainer.budget import planned_steps
 from nws_trainer.cli import main
 from nws_trainer.config import ConfigError
 from nws_trainer.prepare import auto_test_size, prepare
-from nws_trainer.train import Trainer, planned_steps
+from nws_trainer.train import Trainer
 
 pytestmark = pytest.mark.slow
 

@@ -9,10 +9,11 @@ import numpy as np
 import pytest
 from e2e_helpers import tiny_config
 
+from nws_trainer.budget import planned_steps
 from nws_trainer.cli import build_parser, config_from_args
 from nws_trainer.config import ConfigError, TrainConfig
 from nws_trainer.loader import epoch_permutation
-from nws_trainer.train import planned_steps, run
+from nws_trainer.train import run
 
 pytestmark = pytest.mark.slow
 

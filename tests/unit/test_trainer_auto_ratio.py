@@ -10,9 +10,9 @@ import pytest
 from nws_core.keep_ratio import AutoRatio
 from nws_core.sketch import SketchConfig
 from nws_trainer.backends import InProcessBackend
+from nws_trainer.budget import planned_steps
 from nws_trainer.cli import build_parser, config_from_args
 from nws_trainer.config import ConfigError, TrainConfig
-from nws_trainer.train import planned_steps
 
 DIM = 8
 DIRECTION = np.random.default_rng(5).standard_normal(DIM).astype(np.float32)

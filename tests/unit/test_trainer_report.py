@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+from nws_trainer.clock import Clock
 from nws_trainer.report import mean_sd, time_to_accuracy
-from nws_trainer.train import Clock
 
 ROWS = [
     {"step": 0, "wall_seconds": 5.0, "test_accuracy": 0.50},

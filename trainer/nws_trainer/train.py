@@ -35,7 +35,7 @@ from nws_core.sketch import SketchConfig
 from nws_core.sketch import resolve_device as _core_resolve_device
 from nws_trainer import accounting, anneal
 from nws_trainer.backends import InProcessBackend, SketchBackend
-from nws_trainer.budget import UNBOUNDED_PASSES, budget_steps, candidate_epochs, planned_steps
+from nws_trainer.budget import budget_steps, candidate_epochs, planned_steps
 from nws_trainer.clock import Clock
 from nws_trainer.config import ConfigError, TrainConfig
 from nws_trainer.diagnostics import Window
@@ -55,20 +55,6 @@ from nws_trainer.selection import (
     normalize_rows,
 )
 from nws_trainer.strategies import strategy_for
-
-__all__ = [
-    "UNBOUNDED_PASSES",
-    "BackendFactory",
-    "Clock",
-    "RunResult",
-    "Trainer",
-    "budget_steps",
-    "candidate_epochs",
-    "inprocess_factory",
-    "planned_steps",
-    "resolve_device",
-    "run",
-]
 
 Log = Callable[[str], None]
 BackendFactory = Callable[[SketchConfig, int], tuple[SketchBackend, str | None]]
