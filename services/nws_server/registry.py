@@ -52,7 +52,7 @@ from nws_core.sketch import (
     as_values,
     resolve_device,
 )
-from nws_server import records
+from nws_server import ops, records
 from nws_server.batching import Coalescer
 from nws_server.store import NAME_PATTERN, Loaded, StateStore
 
@@ -272,6 +272,10 @@ class _Entry:
                 max_rows=batching.max_rows,
                 on_batch=on_batch,
             )
+
+    def has_applied(self, request_id: str) -> bool:
+        """The request id is in the idempotency window (an empty id never is)."""
+        return bool(request_id) and request_id in self.applied
 
     def estimate(self, x: torch.Tensor) -> tuple[Estimates, int]:
         """Estimates of validated rows, with the observation count they were computed at."""
@@ -511,17 +515,9 @@ class SketchRegistry:
         y = as_values(values, x.shape[0])
         with entry.lock:
             self._check_live(entry)
-            if request_id and request_id in entry.applied:
+            if not self._mutate(entry, ops.Update(x, y, request_id)):
                 return UpdateResult(request_id, entry.applied[request_id], duplicate=True)
-            if self.store is not None:
-                record = records.encode(
-                    "update",
-                    {"request_id": request_id},
-                    embeddings=x.numpy(),
-                    values=y.numpy(),
-                )
-                entry.seq = self._journal(name, record)
-            observations = self._apply_update(entry, x, y, request_id)
+            observations = entry.sketch.observations
         entry.count_update(x.shape[0])
         if self._on_values is not None:
             self._on_values(name, "observed", y.numpy())
@@ -536,14 +532,7 @@ class SketchRegistry:
             raise InvalidArgument(f"decay factor must be in (0, 1], got {factor}")
         with entry.lock:
             self._check_live(entry)
-            if not (request_id and request_id in entry.applied):
-                if self.store is not None:
-                    record = records.encode(
-                        "decay", {"factor": float(factor), "request_id": request_id}
-                    )
-                    entry.seq = self._journal(name, record)
-                entry.sketch.decay(float(factor))
-                self._remember(entry, request_id)
+            self._mutate(entry, ops.Decay(float(factor), request_id))
         return self._info(entry)
 
     def set_center(self, name: str, center: Any, request_id: str = "") -> SketchInfo:
@@ -553,15 +542,8 @@ class SketchRegistry:
         _check_request_id(request_id)
         with entry.lock:
             self._check_live(entry)
-            if not (request_id and request_id in entry.applied):
-                c = entry.sketch.check_center(center)
-                if self.store is not None:
-                    record = records.encode(
-                        "set_center", {"request_id": request_id}, center=c.numpy()
-                    )
-                    entry.seq = self._journal(name, record)
-                entry.sketch.set_center(c)
-                self._remember(entry, request_id)
+            if not entry.has_applied(request_id):  # a retry is answered, not checked again
+                self._mutate(entry, ops.SetCenter(entry.sketch.check_center(center), request_id))
         return self._info(entry)
 
     # ----------------------------------------------------------------- export / import
@@ -738,22 +720,11 @@ class SketchRegistry:
                     entry = self._entry_from_record(name, rec)
                 elif entry is None:
                     raise DataLoss(f"a {rec.op} record before the sketch's create record")
-                elif rec.op == "update":
-                    request_id = str(rec.fields["request_id"])
-                    # as live: a request id already applied is not applied again (a record of
-                    # an append that failed on its way back, then retried, is in twice)
-                    if not (request_id and request_id in entry.applied):
-                        x = torch.from_numpy(rec.arrays["embeddings"])
-                        y = torch.from_numpy(rec.arrays["values"])
-                        self._apply_update(entry, x, y, request_id)
-                elif rec.op in ("decay", "set_center"):
-                    request_id = str(rec.fields.get("request_id", ""))  # none in older journals
-                    if not (request_id and request_id in entry.applied):  # as live, as above
-                        if rec.op == "decay":
-                            entry.sketch.decay(float(rec.fields["factor"]))
-                        else:
-                            entry.sketch.set_center(torch.from_numpy(rec.arrays["center"]))
-                        self._remember(entry, request_id)
+                elif rec.op in ops.MUTATIONS:
+                    # as live, through the same apply: a request id already applied is not
+                    # applied again (a record of an append that failed on its way back, then
+                    # retried, is in twice)
+                    self._mutate(entry, ops.from_record(rec), journal=False)
                 else:
                     raise DataLoss(f"unexpected {rec.op} record in a journal")
             except (NWSError, KeyError, TypeError, ValueError) as exc:
@@ -792,13 +763,17 @@ class SketchRegistry:
             name, sketch, requested, warmup, self.batching, self._on_batch, created_at=created_at
         )
 
-    def _apply_update(
-        self, entry: _Entry, x: torch.Tensor, y: torch.Tensor, request_id: str
-    ) -> int:
-        """Apply a validated update and remember its request id; the caller holds the lock."""
-        entry.sketch.update(x, y)
-        self._remember(entry, request_id)
-        return entry.sketch.observations
+    def _mutate(self, entry: _Entry, op: ops.Mutation, *, journal: bool = True) -> bool:
+        """Apply a validated mutation once: False (nothing done) if its request id is in the
+        sketch's window; else journal it (live path, with a store), apply it and remember its id.
+        Live requests and journal replay both come here; the caller holds the lock."""
+        if entry.has_applied(op.request_id):
+            return False
+        if journal and self.store is not None:
+            entry.seq = self._journal(entry.name, op.record())
+        op.apply(entry.sketch)
+        self._remember(entry, op.request_id)
+        return True
 
     def _remember(self, entry: _Entry, request_id: str) -> None:
         """Put an applied request id in the sketch's idempotency window; the caller holds the
