@@ -106,7 +106,8 @@ def standard_arms(infobatch: bool = True) -> tuple[Arm, ...]:
     for family in ("uniform", "rs2"):
         arms += [Arm(f"{family}@{b:.0%}", family, family, b) for b in BUDGETS]
     arms += [
-        Arm("nws", "nws", "nws", curve=True),
+        # A fixed keep ratio of 0.4, the paper's range (nws-train's default before auto)
+        Arm("nws", "nws", "nws", curve=True, overrides={"ratio": 0.4}),
         # The keep ratio set per request by the predicted variance reduction (docs/sampling.md)
         Arm("nws auto", "nws", "nws auto", curve=True, overrides={"ratio": "auto"}),
         # Equal steps: as many optimizer steps as full@100 %, scanning as many candidates as
@@ -215,6 +216,14 @@ def select_arms(scenario: Scenario, labels: Sequence[str] | None) -> tuple[Arm, 
         )
     wanted = {"full@100%", *labels}
     return tuple(a for a in scenario.arms if a.label in wanted)
+
+
+def table_suffix(arms: Sequence[Arm], scenario: Scenario, records: dict[str, Any]) -> str:
+    """Where a table goes: every arm ``protocol_<scenario>``; a subset with `full`'s frontier
+    ``_partial`` (judged in full); a subset without it ``_no-harm`` (the same-epochs check)."""
+    if tuple(arms) == scenario.arms:
+        return ""
+    return "_partial" if has_frontier(records) else "_no-harm"
 
 
 def arms_of(scenario: Scenario, records: dict[str, Any]) -> list[Arm]:
@@ -424,6 +433,12 @@ def markdown(
             f"**A subset of the arms** ({', '.join(facts)}): `full` did not run at its smaller "
             "budgets, so there is no frontier here and only the same-epochs (no-harm) check "
             "is judged; the verdict column is that check's.",
+            "",
+        ]
+    elif meta.get("subset", False):
+        lines[4:4] = [
+            f"**A subset of the arms** ({', '.join(facts)}): the scenario's other arms have not "
+            "run yet; `full`'s frontier is complete, so every arm here is judged in full.",
             "",
         ]
     for label, f in facts.items():
@@ -742,6 +757,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "reused": reused,
         "runs": len(seeds_done) * len(arms),
         "frontier": has_frontier(records),
+        "subset": arms != scenario.arms,
         "batch_size": base.batch_size,
         "lr": base.lr,
         "max_seq_len": base.max_seq_len,
@@ -753,7 +769,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "env": env,
     }
     args.results.mkdir(parents=True, exist_ok=True)
-    stem = args.results / f"protocol_{scenario.name}{'' if arms == scenario.arms else '_no-harm'}"
+    stem = args.results / f"protocol_{scenario.name}{table_suffix(arms, scenario, records)}"
     text = markdown(scenario, facts, seeds_done, costs, meta)
     stem.with_suffix(".md").write_text(text)
     stem.with_suffix(".json").write_text(

@@ -33,3 +33,21 @@ def test_an_auto_run_keeps_every_candidate_whose_estimate_is_positive(
     assert s["steps"] == 10 and s["config"]["ratio"] == "auto"
     assert s["sketch"]["keep_ratio"] == 1.0
     assert s["sketch"]["sampled"] == s["sketch"]["accepted"] == 160
+    # the metric rows say which ratio the server chose (None only for windows in warm-up)
+    chosen = [r["keep_ratio"] for r in result.metrics if r["step"] > 0]
+    assert chosen and all(c in (None, 1.0) for c in chosen) and 1.0 in chosen
+
+
+def test_the_default_nws_run_is_auto_and_a_fixed_ratio_is_logged(
+    tiny_bert_dir: Path, tmp_path: Path, sketch_endpoint: str
+) -> None:
+    """No --ratio: nws runs under auto (the default); a fixed ratio shows as itself."""
+    base = tiny_config(
+        tiny_bert_dir, tmp_path, strategy="nws", eval_every=100, sketch_endpoint=sketch_endpoint
+    )
+    assert base.ratio is None and base.validate().auto
+    s = run(base.validate(), log=lambda _: None).summary
+    assert s["config"]["ratio"] == "auto" and s["sketch"]["keep_ratio"] == 1.0
+    fixed = run(base.replace(ratio=0.5, output=tmp_path / "fixed").validate(), log=lambda _: None)
+    logged = [r["keep_ratio"] for r in fixed.metrics if r["keep_ratio"] is not None]
+    assert fixed.summary["config"]["ratio"] == 0.5 and logged and set(logged) == {0.5}

@@ -37,6 +37,7 @@ def test_a_step_budget_trains_exactly_that_many_steps(
         budget_share=1.0,
         lr_schedule="linear",
         eval_every=5,
+        ratio=0.4 if strategy == "nws" else None,  # nws's default, auto, would keep every row
     )
     assert planned_steps(cfg, 160) == 20
     result = Trainer(prepare(cfg), log=lambda _m: None).run()

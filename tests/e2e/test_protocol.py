@@ -105,3 +105,12 @@ def test_every_arm_order_is_a_rotation() -> None:
     orders = [protocol.order(arms, k) for k in range(len(arms))]
     assert all(sorted(a.label for a in o) == sorted(a.label for a in arms) for o in orders)
     assert len({o[0].label for o in orders}) == len(arms)  # each arm leads one seed
+
+
+def test_a_subset_with_the_whole_frontier_is_a_partial_table() -> None:
+    scenario = protocol.SCENARIOS["paper"]
+    frontier = {f"full@{b:.0%}": [] for b in (*protocol.BUDGETS, 1.0)}
+    subset = protocol.select_arms(scenario, ["nws"])
+    assert protocol.table_suffix(scenario.arms, scenario, {**frontier, "nws": []}) == ""
+    assert protocol.table_suffix(subset, scenario, {"full@100%": [], "nws": []}) == "_no-harm"
+    assert protocol.table_suffix(subset, scenario, {**frontier, "nws": []}) == "_partial"

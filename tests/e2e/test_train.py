@@ -29,6 +29,7 @@ METRIC_KEYS = {
     "test_loss",
     "acceptance_rate",
     "estimate_cv",
+    "keep_ratio",
     "ess_per_batch",
     "max_weight",
     "prior_hit_rate",

@@ -12,7 +12,7 @@ from nws_core.sketch import SketchConfig
 from nws_trainer.backends import InProcessBackend
 from nws_trainer.budget import planned_steps
 from nws_trainer.cli import build_parser, config_from_args
-from nws_trainer.config import ConfigError, TrainConfig
+from nws_trainer.config import DEFAULT_RATIO, ConfigError, TrainConfig
 
 DIM = 8
 DIRECTION = np.random.default_rng(5).standard_normal(DIM).astype(np.float32)
@@ -48,6 +48,42 @@ def test_the_command_line_takes_auto_or_a_number() -> None:
 def test_bad_auto_settings_are_named(changes: dict[str, object], named: str) -> None:
     with pytest.raises(ConfigError, match=named.replace("(", r"\(").replace("[", r"\[")):
         TrainConfig(ratio="auto", **changes).validate()
+
+
+@pytest.mark.parametrize(
+    ("changes", "resolved"),
+    [
+        ({}, "auto"),  # nws with importance sampling: the default does no harm (README)
+        ({"sampling": "prune"}, DEFAULT_RATIO),  # prune ignores the ratio; auto would be refused
+        ({"strategy": "uniform"}, DEFAULT_RATIO),
+        ({"strategy": "rs2"}, DEFAULT_RATIO),
+        ({"strategy": "nws-live"}, DEFAULT_RATIO),
+        ({"strategy": "infobatch"}, DEFAULT_RATIO),
+        ({"ratio": 0.25}, 0.25),  # an explicit ratio wins, for every strategy
+        ({"strategy": "uniform", "ratio": 0.7}, 0.7),
+    ],
+)
+def test_an_unset_ratio_is_the_strategys_default(
+    changes: dict[str, object], resolved: float | str
+) -> None:
+    cfg = TrainConfig(**changes).validate()  # type: ignore[arg-type]
+    assert cfg.keep_ratio == resolved
+    assert cfg.auto == (resolved == "auto")
+    assert cfg.fixed_ratio() == (1.0 if resolved == "auto" else resolved)
+    assert cfg.to_dict()["ratio"] == resolved  # the record says which ratio the run used
+
+
+def test_the_default_follows_a_change_of_strategy() -> None:
+    """The benchmarks derive every arm from one base config: a base with the default ratio must
+    stay valid when its strategy changes (auto is refused by the others)."""
+    base = TrainConfig().validate()
+    assert base.auto
+    for strategy in ("full", "uniform", "rs2", "selective-backprop", "loss-table"):
+        cfg = base.replace(strategy=strategy).validate()
+        assert cfg.keep_ratio == DEFAULT_RATIO and not cfg.auto
+    # an explicit auto is not silently dropped: it is refused where it does not apply
+    with pytest.raises(ConfigError, match="ratio auto applies"):
+        base.replace(ratio="auto", strategy="uniform").validate()
 
 
 def test_other_ratio_words_are_rejected() -> None:

@@ -15,6 +15,7 @@ from nws_trainer.diagnostics import (
     rankdata,
     spearman,
 )
+from nws_trainer.selection import SelectedChunk
 
 
 def test_rankdata_averages_ties() -> None:
@@ -70,7 +71,23 @@ def test_window_row_summarises_and_resets() -> None:
     assert row["max_weight"] == 3.0
     assert row["ess_per_batch"] == pytest.approx(36 / 12)
     assert row["spearman_trained"] == pytest.approx(1.0)
+    assert row["keep_ratio"] is None  # no chunk said which ratio it drew with
     assert w.row()["acceptance_rate"] is None  # reset
+
+
+def test_window_row_averages_the_ratio_the_sketch_drew_with() -> None:
+    """The chosen keep ratio (auto's per-request choice) is averaged over the drawn chunks;
+    warm-up chunks (everything kept, no ratio drawn) do not count."""
+    idx = np.arange(4)
+    chunks = [
+        SelectedChunk(idx, np.ones(4, dtype=bool), np.ones(4), np.ones(4), ratio=1.0, warmup=True),
+        SelectedChunk(idx, np.ones(4, dtype=bool), np.ones(4), np.ones(4), ratio=0.5),
+        SelectedChunk(idx, np.ones(4, dtype=bool), np.ones(4), np.ones(4), ratio=0.8),
+    ]
+    w = Window()
+    for c in chunks:
+        w.record_batch(np.ones(4), np.ones(4), np.ones(4), c.stats(), np.zeros(4, dtype=bool))
+    assert w.row()["keep_ratio"] == pytest.approx(0.65)
 
 
 def test_window_leaves_warmup_rows_out_of_the_correlation() -> None:

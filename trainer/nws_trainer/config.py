@@ -35,6 +35,10 @@ TABLED: frozenset[str] = frozenset({"loss-table", "infobatch"})
 """Anchors that keep each example's last observed loss in an O(N) table instead of a sketch."""
 
 
+DEFAULT_RATIO = 0.4
+"""The keep ratio of the sampled strategies other than nws (whose default is auto)."""
+
+
 class ConfigError(ValueError):
     """A bad setting or input, reported before training starts."""
 
@@ -47,10 +51,12 @@ class TrainConfig:
     """full | uniform | rs2 | nws | nws-live | selective-backprop | loss-table | infobatch."""
     batching: Literal["fill", "shrink"] = "fill"
     """fill: kept examples fill whole batches; shrink: each candidate batch keeps its kept part."""
-    ratio: float | Literal["auto"] = 0.4
+    ratio: float | Literal["auto"] | None = None
     """Target fraction of candidates kept by the sampled strategies, in (0, 1]; nws also takes
     auto: the server picks each request's ratio from the predicted variance reduction of its
-    estimates (docs/sampling.md), never below ratio_min, 1 while the gain is under the threshold."""
+    estimates (docs/sampling.md), never below ratio_min, 1 while the gain is under the threshold.
+    None = the strategy's default (:meth:`keep_ratio`): auto for nws with importance sampling
+    (it does no harm in every measured regime), 0.4 for the others."""
     ratio_min: float = 0.3
     """ratio auto: the lowest keep ratio the server may choose, in (0, 1]."""
     auto_threshold: float = 0.05
@@ -181,7 +187,7 @@ class TrainConfig:
         """Raise :class:`ConfigError` naming the first bad setting; else return self."""
         _need(self.strategy in STRATEGIES, f"strategy must be one of {STRATEGIES}", self.strategy)
         _need(self.batching in ("fill", "shrink"), "batching must be fill or shrink", self.batching)
-        if self.ratio == "auto":
+        if self.keep_ratio == "auto":
             _need(
                 self.strategy == "nws" and self.sampling == "importance",
                 "ratio auto applies to the nws strategy with importance sampling only",
@@ -199,12 +205,15 @@ class TrainConfig:
                 self.p_min,
             )
         else:
+            ratio = self.keep_ratio
             _need(
-                isinstance(self.ratio, (int, float)) and 0.0 < self.ratio <= 1.0,
+                isinstance(ratio, (int, float))
+                and not isinstance(ratio, bool)
+                and 0.0 < ratio <= 1.0,
                 "ratio must be in (0, 1] or auto",
-                self.ratio,
+                ratio,
             )
-            _need(0.0 <= self.p_min <= self.ratio, "p_min must be in [0, ratio]", self.p_min)
+            _need(0.0 <= self.p_min <= float(ratio), "p_min must be in [0, ratio]", self.p_min)
         _need(self.warmup_steps >= 0, "warmup_steps must be >= 0", self.warmup_steps)
         _need(0 < self.warmup_forget <= 1, "warmup_forget must be in (0, 1]", self.warmup_forget)
         _need(
@@ -344,14 +353,25 @@ class TrainConfig:
         return self
 
     @property
+    def keep_ratio(self) -> float | Literal["auto"]:
+        """The keep ratio this run uses: ``ratio`` when set, else the strategy's default
+        (auto for nws with importance sampling, :data:`DEFAULT_RATIO` for the others)."""
+        if self.ratio is not None:
+            return self.ratio
+        if self.strategy == "nws" and self.sampling == "importance":
+            return "auto"
+        return DEFAULT_RATIO
+
+    @property
     def auto(self) -> bool:
-        """The keep ratio is chosen by the server per request (``ratio == "auto"``)."""
-        return self.ratio == "auto"
+        """The keep ratio is chosen by the server per request (``keep_ratio == "auto"``)."""
+        return self.keep_ratio == "auto"
 
     def fixed_ratio(self) -> float:
         """The keep ratio as a number: 1 under auto (the most it keeps, and what it keeps while
         the predicted gain is under the threshold), for step planning and fallbacks."""
-        return 1.0 if self.ratio == "auto" else float(self.ratio)
+        ratio = self.keep_ratio
+        return 1.0 if ratio == "auto" else float(ratio)
 
     def sampling_policy(self) -> SamplingPolicy:
         """The policy levers as the server's :class:`~nws_core.policy.SamplingPolicy`."""
@@ -366,7 +386,10 @@ class TrainConfig:
         return dataclasses.replace(self, **changes)
 
     def to_dict(self) -> dict[str, Any]:
+        """The fields as JSON values, ``ratio`` resolved (:meth:`keep_ratio`), so a record says
+        which ratio the run used and stays equal to one made with that ratio set explicitly."""
         d = dataclasses.asdict(self)
+        d["ratio"] = self.keep_ratio
         for key, value in d.items():
             if isinstance(value, Path):
                 d[key] = str(value)

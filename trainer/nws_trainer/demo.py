@@ -4,10 +4,13 @@
    training step and a no-gradient forward, interleaved; :mod:`nws_trainer.compute`).
 2. ``full`` fine-tunes the packaged all-MiniLM-L6-v2 for one pass over a subset of the packaged
    Rotten Tomatoes snippets, with a linear learning-rate schedule.
-3. ``nws`` makes one pass over the same candidates with ``nws-train``'s defaults: an embedded
-   sketch server (reached over gRPC like a shared one) scores every candidate from a static
-   embedding of its text, the loader keeps about 40 % of them (after a warm-up) with importance
-   weights, and the trainer streams the losses it observes back into the sketch.
+3. ``nws`` makes one pass over the same candidates with ``nws-train``'s defaults except the keep
+   ratio: an embedded sketch server (reached over gRPC like a shared one) scores every candidate
+   from a static embedding of its text, the loader keeps 40 % of them (after a warm-up) with
+   importance weights, and the trainer streams the losses it observes back into the sketch.
+   ``nws-train``'s default ratio is ``auto``, which keeps every row while the sketch predicts no
+   variance reduction, as on distinct rows like these (it then trains like ``full``); the demo
+   fixes 0.4 (``--ratio``) to show what dropping 60 % of a pass trades.
 4. ``full, same compute``: ``full`` again, stopped at the compute ``nws`` used, with its
    schedule planned to end there: the budget-aware baseline a sampler must beat.
 
@@ -32,7 +35,9 @@ from typing import Any
 from nws_trainer.config import TrainConfig
 from nws_trainer.plots import plot_curves
 
-_D = TrainConfig()  # nws-train's defaults, which the demo shows
+_D = TrainConfig()  # nws-train's defaults, which the demo shows (except the keep ratio)
+DEMO_RATIO = 0.4
+"""The demo's fixed keep ratio: the default (auto) keeps every row of distinct data."""
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -45,11 +50,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--test-size", type=int, default=800, help="test examples")
     p.add_argument("--eval-every", type=int, default=15, help="steps between evaluations")
     p.add_argument("--warmup-steps", type=int, default=_D.warmup_steps, help="sketch warm-up steps")
-    p.add_argument("--ratio", type=float, default=_D.ratio, help="fraction of candidates kept")
+    p.add_argument(
+        "--ratio",
+        type=_ratio,
+        default=DEMO_RATIO,
+        help="fraction of candidates nws keeps, or auto (nws-train's default)",
+    )
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--sketch-endpoint", help="HOST:PORT of a running server (default: embedded)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     return p
+
+
+def _ratio(text: str) -> float | str:
+    return text if text == "auto" else float(text)
 
 
 def _say(text: str = "") -> None:
@@ -83,7 +97,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         test_size=args.test_size,
         eval_every=args.eval_every,
         warmup_steps=args.warmup_steps,
-        ratio=args.ratio,
         seed=args.seed,
         lr_schedule="linear",
         probe_size=min(256, args.train_size),
@@ -119,14 +132,20 @@ def main(argv: Sequence[str] | None = None) -> int:
         full = Trainer(full_prep).run()
         runs["full"] = {"summary": full.summary, "rows": full.metrics}
 
-        nws_cfg = base.replace(strategy="nws", output=out / "nws")
+        nws_cfg = base.replace(strategy="nws", ratio=args.ratio, output=out / "nws")
         _say("\n[2/3] nws: the sketch server picks informative examples from the same pass")
         _say(
-            f"  nws-train's defaults: sketch R={nws_cfg.sketch_rows} rows x "
+            f"  nws-train's defaults but the ratio: sketch R={nws_cfg.sketch_rows} rows x "
             f"K={nws_cfg.sketch_bits} bits, priority = estimate^{nws_cfg.score_power:g}, "
             f"{nws_cfg.embedding_source} embeddings, warm-up {nws_cfg.warmup_steps} steps, "
-            f"keep ratio {nws_cfg.ratio}, {nws_cfg.batching} batching"
+            f"keep ratio {nws_cfg.keep_ratio}, {nws_cfg.batching} batching"
         )
+        if not nws_cfg.auto:
+            _say(
+                "  (nws-train's default ratio is auto: on distinct rows like these it keeps "
+                "every row, as the sketch predicts no gain; the demo fixes the ratio to show "
+                "the trade)"
+            )
         nws = Trainer(prepare(nws_cfg)).run()
         runs["nws"] = {"summary": nws.summary, "rows": nws.metrics}
 
@@ -180,7 +199,7 @@ What one seed can and cannot show:
 What to look at:
   {png}  accuracy and loss against wall-clock and steps (the paper's Figure 3).
   {out / "nws" / "metrics.jsonl"}  one row per evaluation, with the ledger so far. Diagnostics:
-    acceptance_rate   share of candidates kept (target {base.ratio} after the warm-up)
+    acceptance_rate   share of candidates kept (target {nws_cfg.keep_ratio} after the warm-up)
     estimate_cv       spread of the sketch's estimates within a candidate chunk; near 0 means
                       the sketch cannot tell examples apart and nws behaves like uniform sampling
     spearman_trained  rank correlation of estimated vs observed loss of trained examples

@@ -1,7 +1,8 @@
 """Sampling diagnostics: rank correlation, weight quality, estimate spread, and a per-window log.
 
 Every sampled run records, per evaluation window: the acceptance rate; the spread of the
-estimates within candidate chunks (coefficient of variation); the effective sample size of the
+estimates within candidate chunks (coefficient of variation); the keep ratio the sketch drew
+with (its choice under ratio auto); the effective sample size of the
 weights per batch and the largest weight; the prior-hit rate; and the Spearman correlation
 between the sketch's estimate (taken at sampling time, before the update) and the loss then
 observed on the trained example.
@@ -79,6 +80,10 @@ class ChunkStats:
     """Number of chunks in ``cv_sum``."""
     select_seconds: float = 0.0
     """Time spent in selection calls (sketch Sample, scoring forward)."""
+    ratio_sum: float = 0.0
+    """Sum over the non-warm-up chunks the sketch drew of the keep ratio it drew with."""
+    ratio_chunks: int = 0
+    """Number of chunks in ``ratio_sum``."""
 
     def add(self, other: ChunkStats) -> None:
         for name in self.__dataclass_fields__:
@@ -149,6 +154,7 @@ class Window:
             "acceptance_rate": c.accepted / c.candidates if c.candidates else None,
             "warmup_fraction": c.warmup_candidates / c.candidates if c.candidates else None,
             "estimate_cv": c.cv_sum / c.cv_chunks if c.cv_chunks else None,
+            "keep_ratio": c.ratio_sum / c.ratio_chunks if c.ratio_chunks else None,
             "prior_hit_rate": c.prior_hits / c.scored if c.scored else None,
             "ess_per_batch": _mean(self.ess),
             "ess_fraction": _mean(self.ess_fraction),

@@ -53,6 +53,9 @@ class SelectedChunk:
     """The sketch server was unreachable: the client's fallback policy chose, without scores."""
     seconds: float = 0.0
     """Time the selection took."""
+    ratio: float | None = None
+    """The keep ratio the sketch drew with (its choice under ``ratio="auto"``); None when it
+    does not say (warm-up, fallback, prune, the strategies without a sketch)."""
 
     def stats(self) -> ChunkStats:
         n = int(self.indices.size)
@@ -64,6 +67,8 @@ class SelectedChunk:
             cv = None if self.warmup else coefficient_of_variation(self.estimates)
             if cv is not None:
                 s.cv_sum, s.cv_chunks = cv, 1
+        if self.ratio is not None and not self.warmup:
+            s.ratio_sum, s.ratio_chunks = float(self.ratio), 1
         if self.warmup:
             s.warmup_candidates = n
         if self.fallback:
@@ -373,6 +378,7 @@ def from_sample(indices: np.ndarray, result: SampleResult, seconds: float) -> Se
         warmup=result.warmup,
         fallback=result.fallback,
         seconds=seconds,
+        ratio=None if result.fallback or result.warmup else result.ratio,
     )
 
 

@@ -139,7 +139,7 @@ class NWS(Strategy):
         return SketchSelector(
             trainer.backend.spec(),
             trainer.embeddings.table,
-            cfg.ratio,
+            cfg.keep_ratio,
             cfg.p_min,
             trainer.rule,
             cfg.prune_rate if cfg.sampling == "prune" else None,

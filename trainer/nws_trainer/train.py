@@ -293,7 +293,7 @@ class Trainer:
     def _describe(self) -> None:
         cfg, prep = self.cfg, self.prep
         sampled = (
-            f", ratio {cfg.ratio}"
+            f", ratio {cfg.keep_ratio}"
             + (f" (at least {cfg.ratio_min})" if cfg.auto else "")
             + f", p_min {cfg.p_min}, {cfg.batching} batching"
             if self.strategy.sampled

@@ -126,7 +126,8 @@ class NWSSampler:
         batch_size: examples per optimizer step (sampler mode) / candidates per batch (filter).
         ratio: target fraction of candidates kept, in (0, 1], or ``"auto"``: the server picks
             each draw's ratio from the predicted variance reduction (at least 0.3, every row
-            while sampling would not pay; docs/sampling.md).
+            while sampling would not pay; docs/sampling.md). Default ``"auto"``: it does no harm
+            in every regime the benchmark protocol measures (README, "choosing the defaults").
         p_min: floor of every keep probability (unbiasedness needs > 0).
         seed: seeds the permutations and every draw.
         warmup: observations before selection starts (default ``2 * batch_size``); until then
@@ -156,7 +157,7 @@ class NWSSampler:
         embeddings: np.ndarray | torch.Tensor | EmbeddingFn,
         *,
         batch_size: int,
-        ratio: float | Literal["auto"] = 0.5,
+        ratio: float | Literal["auto"] = "auto",
         p_min: float = 0.05,
         seed: int = 0,
         warmup: int | None = None,
