@@ -22,7 +22,8 @@ from nws.v1 import sketch_pb2_grpc
 from nws_core import errors, policy
 from nws_server import wire
 from nws_server.metrics import Metrics
-from nws_server.registry import SketchRegistry, UpdateResult
+from nws_server.registry import SketchRegistry
+from nws_server.results import UpdateResult
 
 log = logging.getLogger(__name__)
 

@@ -27,7 +27,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from nws_core.errors import InvalidArgument, NotFound
-from nws_server.registry import SketchRegistry, SketchStatus
+from nws_server.registry import SketchRegistry
+from nws_server.results import SketchStatus
 
 KINDS = ("observed", "estimated")
 

@@ -1,10 +1,11 @@
 """Each mutation of a live sketch as a value: its journal record and its one ``apply``.
 
-The registry's live path builds an op from a validated request, journals ``op.record()`` and
-calls ``op.apply(sketch)``; journal replay decodes the same op with :func:`from_record` and calls
-the same ``apply``. A state change is therefore written once, and replay cannot drift from what
-the live path did. Deduplication by request id (the idempotency window) is the registry's: it
-decides whether an op is applied, the op only says how.
+The registry's live path builds an op from a validated request and hands it to
+:meth:`nws_server.durable.Durability.mutate`, which journals ``op.record()`` and calls
+``op.apply(sketch)``; journal replay decodes the same op with :func:`from_record` and goes through
+the same ``mutate``. A state change is therefore written once, and replay cannot drift from what
+the live path did. Deduplication by request id (the sketch's idempotency window,
+:mod:`nws_server.live`) decides whether an op is applied; the op only says how.
 
 The ops here are the sketch's mutations after its creation (``update``, ``decay``,
 ``set_center``); ``create``, ``import`` and ``delete`` replace or drop the whole sketch and are

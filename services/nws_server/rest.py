@@ -31,7 +31,8 @@ from nws_core import errors
 from nws_server.auth import REST_OPEN_PATHS, UNAUTHENTICATED_MESSAGE, TokenCheck
 from nws_server.metrics import CONTENT_TYPE, Metrics
 from nws_server.monitor import Monitor
-from nws_server.registry import SketchInfo, SketchRegistry
+from nws_server.registry import SketchRegistry
+from nws_server.results import SketchInfo
 
 STATIC_DIR = Path(__file__).parent / "static"
 """The dashboard page and the vendored scripts (see static/vendor/README.md)."""

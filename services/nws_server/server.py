@@ -31,10 +31,12 @@ from grpc_reflection.v1alpha import reflection
 
 from nws_core.errors import NWSError
 from nws_server.auth import AuthInterceptor, TokenCheck
+from nws_server.catalog import Limits
 from nws_server.grpc_service import SERVICE_NAME, SketchServicer, add_servicer
+from nws_server.live import Batching
 from nws_server.metrics import Metrics
 from nws_server.monitor import Monitor
-from nws_server.registry import Batching, Limits, SketchRegistry
+from nws_server.registry import SketchRegistry
 from nws_server.rest import create_app
 from nws_server.settings import Settings
 from nws_server.store import open_store

@@ -19,7 +19,7 @@ from nws_core.errors import InvalidArgument
 from nws_core.keep_ratio import DEFAULT_RATIO_MIN, DEFAULT_THRESHOLD, AutoRatio
 from nws_core.prune import DEFAULT_PRUNE_RATE, PRUNE, Prune, check_policy
 from nws_core.sketch import SketchConfig
-from nws_server.registry import ServerInfo, SketchInfo, SketchStatus
+from nws_server.results import ServerInfo, SketchInfo, SketchStatus
 
 # little-endian element type on the wire -> (numpy dtype to read it, torch dtype it becomes)
 _DTYPES: dict[int, tuple[str, torch.dtype]] = {

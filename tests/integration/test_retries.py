@@ -122,7 +122,7 @@ def test_a_retried_decay_is_applied_once(
     assert info.stats.total_weight == 8.0  # not 4.0
     first, retry = interceptor.requests["Decay"]
     assert first.request_id and retry.request_id == first.request_id  # the same logical call
-    sketch = registry._entry("s").sketch
+    sketch = registry.catalog.get("s").sketch
     np.testing.assert_array_equal(sketch.bottom.sum(dim=1).numpy(), np.full(CONFIG.rows, 8.0))
     assert client.decay("s", 0.5).stats.total_weight == 4.0  # a new call gets a fresh id
     assert client.get("s").stats.observations == 16

@@ -21,7 +21,8 @@ from nws_core.errors import (
 )
 from nws_core.sketch import SketchConfig
 from nws_server import records
-from nws_server.registry import Limits, SketchRegistry
+from nws_server.catalog import Limits
+from nws_server.registry import SketchRegistry
 from nws_server.store import FileStore, Loaded, RedisStore, StateStore
 
 DIM = 8
