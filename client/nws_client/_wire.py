@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from datetime import datetime, timezone
 from typing import Any, Literal
 
@@ -141,26 +142,19 @@ def config_from_proto(msg: pb.SketchConfig) -> SketchConfig:
 
 
 def stats_from_proto(msg: pb.SketchStats) -> SketchStats:
-    return SketchStats(
-        observations=msg.observations,
-        total_weight=msg.total_weight,
-        mean_value=msg.mean_value if msg.HasField("mean_value") else None,
-        occupancy=msg.occupancy,
-        bytes=msg.bytes,
-        estimates=msg.estimates,
-        prior_hits=msg.prior_hits,
-        prior_hit_rate=msg.prior_hit_rate,
-        updates=msg.updates,
-        sampled=msg.sampled,
-        accepted=msg.accepted,
-        acceptance_rate=msg.acceptance_rate,
-        updates_per_second=msg.updates_per_second,
-        observations_per_second=msg.observations_per_second,
-        in_warmup=msg.in_warmup,
-        keep_ratio=msg.keep_ratio if msg.HasField("keep_ratio") else None,
-        priority_cv=msg.priority_cv if msg.HasField("priority_cv") else None,
-        variance_factor=msg.variance_factor if msg.HasField("variance_factor") else None,
-    )
+    """Every field of the API type, by name (tests/unit/test_api_types.py keeps the two sets
+    equal); an optional field the server left unset is None."""
+    return SketchStats(**_fields(msg, SketchStats))
+
+
+def _fields(msg: Any, cls: Any) -> dict[str, Any]:
+    """The scalar fields of ``msg`` named like the fields of the dataclass ``cls`` (None for an
+    unset field with presence)."""
+    out = {}
+    for f in dataclasses.fields(cls):
+        present = not msg.DESCRIPTOR.fields_by_name[f.name].has_presence or msg.HasField(f.name)
+        out[f.name] = getattr(msg, f.name) if present else None
+    return out
 
 
 def info_from_proto(msg: pb.Sketch, created: bool | None = None) -> SketchInfo:
@@ -185,9 +179,7 @@ def score_from_proto(msg: pb.ScoreResponse) -> ScoreResult:
 
 
 def update_from_proto(msg: pb.UpdateResponse) -> UpdateResult:
-    return UpdateResult(
-        request_id=msg.request_id, observations=msg.observations, duplicate=msg.duplicate
-    )
+    return UpdateResult(**_fields(msg, UpdateResult))
 
 
 def timestamp(msg: Timestamp) -> datetime:

@@ -20,7 +20,7 @@ from nws_core import policy
 from nws_core.errors import NotFound
 from nws_core.sketch import Estimates, NWSketch, SketchConfig
 from nws_server.batching import Coalescer
-from nws_server.results import SketchInfo, SketchStatus
+from nws_server.results import SketchInfo, SketchStats
 from nws_server.usage import Usage
 
 
@@ -105,11 +105,11 @@ class LiveSketch:
     def _estimate_locked(self, x: torch.Tensor) -> tuple[Estimates, int]:
         return self.sketch.estimate(x), self.sketch.observations
 
-    def status(self) -> SketchStatus:
+    def status(self) -> SketchStats:
         with self.lock:
             s = self.sketch.stats
         u = self.usage.read()
-        return SketchStatus(
+        return SketchStats(
             observations=s.observations,
             total_weight=s.total_weight,
             mean_value=s.mean_value,

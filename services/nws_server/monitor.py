@@ -28,7 +28,7 @@ import numpy as np
 
 from nws_core.errors import InvalidArgument, NotFound
 from nws_server.registry import SketchRegistry
-from nws_server.results import SketchStatus
+from nws_server.results import SketchStats
 
 KINDS = ("observed", "estimated")
 
@@ -117,7 +117,7 @@ class _Counters:
     variance_factor: float | None
 
     @classmethod
-    def of(cls, status: SketchStatus, wall: float, clock: float) -> _Counters:
+    def of(cls, status: SketchStats, wall: float, clock: float) -> _Counters:
         return cls(
             wall,
             clock,

@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from nws_core import keep_ratio, policy
+from nws_core import keep_ratio, policy, sampling
 from nws_core import prune as _prune
 from nws_core.errors import AlreadyExists, DataLoss, InvalidArgument
 from nws_core.sketch import NWSketch, SketchConfig, as_embeddings, as_values, resolve_device
@@ -41,7 +41,7 @@ from nws_server.results import (
     ScoreResult,
     ServerInfo,
     SketchInfo,
-    SketchStatus,
+    SketchStats,
     SnapshotResult,
     UpdateResult,
 )
@@ -190,30 +190,33 @@ class SketchRegistry:
         if self._on_values is not None:
             self._on_values(name, "estimated", scores)
         warm = policy.in_warmup(observations, entry.warmup)
-        usage = entry.usage
-        plan = keep_ratio.plan(usage.keep, scores, ratio, p_min, rule, auto, warm=warm)
+        mean = None
         if prune is not None:
             with entry.lock:
                 mean = entry.sketch.mean_value
-            accepted, weights, probs = prune.draw(scores, mean, seed, warm=warm)
-            plan = keep_ratio.Plan(_prune.keep_share(probs), 1.0, plan.cv)
-        else:
-            accepted, weights, probs = (rule or policy.SamplingPolicy()).draw(
-                scores, plan.ratio, plan.p_min, seed, warm=warm
-            )
-        factor = keep_ratio.variance_factor(probs, keep_ratio.priorities(scores))
-        usage.keep.record(plan.ratio, factor)
-        usage.count_sample(scores.shape[0], int(accepted.sum()))
+        d = sampling.draw(
+            entry.usage.keep,
+            scores,
+            ratio,
+            p_min,
+            seed=seed,
+            warm=warm,
+            rule=rule,
+            auto=auto,
+            prune=prune,
+            mean=mean,
+        )
+        entry.usage.count_sample(scores.shape[0], int(d.accepted.sum()))
         return SampleResult(
-            accepted=accepted,
-            weights=weights,
-            probabilities=probs,
+            accepted=d.accepted,
+            weights=d.weights,
+            probabilities=d.probabilities,
             estimates=scores,
             prior_used=est.prior_used.numpy(),
             warmup=warm,
-            ratio=plan.ratio,
-            cv=plan.cv,
-            variance_factor=factor,
+            ratio=d.ratio,
+            cv=d.cv,
+            variance_factor=d.variance_factor,
         )
 
     def update(self, name: str, embeddings: Any, values: Any, request_id: str = "") -> UpdateResult:
@@ -358,7 +361,7 @@ __all__ = [
     "ServerInfo",
     "SketchInfo",
     "SketchRegistry",
-    "SketchStatus",
+    "SketchStats",
     "SnapshotResult",
     "UpdateResult",
     "estimated_bytes",

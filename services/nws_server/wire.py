@@ -7,6 +7,7 @@ since only the wire format knows what the bytes mean.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from typing import Any
 
@@ -19,7 +20,7 @@ from nws_core.errors import InvalidArgument
 from nws_core.keep_ratio import DEFAULT_RATIO_MIN, DEFAULT_THRESHOLD, AutoRatio
 from nws_core.prune import DEFAULT_PRUNE_RATE, PRUNE, Prune, check_policy
 from nws_core.sketch import SketchConfig
-from nws_server.results import ServerInfo, SketchInfo, SketchStatus
+from nws_server.results import ServerInfo, SketchInfo, SketchStats
 
 # little-endian element type on the wire -> (numpy dtype to read it, torch dtype it becomes)
 _DTYPES: dict[int, tuple[str, torch.dtype]] = {
@@ -145,28 +146,11 @@ def prune_from_proto(msg: pb.SampleRequest) -> Prune | None:
     return Prune(msg.prune_rate if msg.HasField("prune_rate") else DEFAULT_PRUNE_RATE)
 
 
-def status_to_proto(s: SketchStatus) -> pb.SketchStats:
-    msg = pb.SketchStats(
-        observations=s.observations,
-        total_weight=s.total_weight,
-        occupancy=s.occupancy,
-        bytes=s.bytes,
-        estimates=s.estimates,
-        prior_hits=s.prior_hits,
-        prior_hit_rate=s.prior_hit_rate,
-        updates=s.updates,
-        sampled=s.sampled,
-        accepted=s.accepted,
-        acceptance_rate=s.acceptance_rate,
-        updates_per_second=s.updates_per_second,
-        observations_per_second=s.observations_per_second,
-        in_warmup=s.in_warmup,
-    )
-    for field in ("mean_value", "keep_ratio", "priority_cv", "variance_factor"):
-        value = getattr(s, field)
-        if value is not None:
-            setattr(msg, field, value)
-    return msg
+def status_to_proto(s: SketchStats) -> pb.SketchStats:
+    """Every field of the API type, by name (tests/unit/test_api_types.py keeps the two sets
+    equal); an optional field left None stays unset."""
+    values = {f.name: getattr(s, f.name) for f in dataclasses.fields(s)}
+    return pb.SketchStats(**{k: v for k, v in values.items() if v is not None})
 
 
 def info_to_proto(info: SketchInfo) -> pb.Sketch:

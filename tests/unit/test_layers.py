@@ -1,9 +1,13 @@
 """The packages' layers point down only: read from every import statement, lazy ones included.
 
 nws_trainer -> nws_client, nws_core (and nws_server only to launch the embedded server)
-nws_server  -> nws_core (and the generated protobuf package ``nws``)
+nws_server  -> nws_core, the API types (``nws_client.results``) and the generated ``nws``
 nws_client  -> the generated protobuf package ``nws``
 nws_core    -> numpy and torch: no transport, no store, no project package above it
+
+The API types (``nws_client.results``: numpy only, part of the base install) are the bottom
+layer that every side shares: the server builds them, the client returns them, the trainer
+uses them as they are.
 """
 
 from __future__ import annotations
@@ -29,6 +33,8 @@ ALLOWED = {
     "nws_server": {"nws_core", "nws"},
     "nws_trainer": {"nws_core", "nws_client"},
 }
+#: The one module of the client package the server uses: the API types.
+API_TYPES = "nws_client.results"
 #: The one way the trainer reaches the server package: starting an embedded server.
 TRAINER_MAY_LAUNCH = {"nws_server.embedded"}
 #: What the core must not import: it is plain Python over torch and numpy, without I/O.
@@ -65,6 +71,8 @@ def test_imports_point_down(package: str) -> None:
             continue
         if package == "nws_trainer" and module in TRAINER_MAY_LAUNCH | {"nws_server"}:
             continue
+        if package == "nws_server" and module == API_TYPES:
+            continue
         wrong.append(f"{path.relative_to(ROOT)}: {module}")
     assert not wrong, "imports pointing up or sideways:\n" + "\n".join(sorted(set(wrong)))
 
@@ -78,3 +86,15 @@ def test_the_core_does_no_io() -> None:
     used = {m.split(".")[0] for _, m in imports("nws_core")}
     assert not used & CORE_FORBIDDEN, used & CORE_FORBIDDEN
     assert {"numpy", "torch"} <= used
+
+
+def test_the_api_types_need_numpy_alone() -> None:
+    path = PACKAGES["nws_client"] / "results.py"
+    used = {m.split(".")[0] for p, m in imports("nws_client") if p == path}
+    assert used <= {"__future__", "dataclasses", "datetime", "typing", "numpy"}, used
+    assert "numpy" in used
+
+
+def test_the_server_reaches_the_client_package_only_for_the_api_types() -> None:
+    reached = {m for _, m in imports("nws_server") if m.startswith("nws_client")}
+    assert reached == {API_TYPES}, reached

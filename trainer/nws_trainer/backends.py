@@ -9,6 +9,9 @@ A backend scores candidate embeddings with a Nadaraya-Watson sketch, draws which
   each open their own client lazily from a picklable :class:`BackendSpec`.
 - :class:`InProcessBackend`: the engine and the policy called directly in this process. It
   cannot be shared with loader worker processes; it exists for unit tests and notebooks.
+
+Both answer with the API types of :mod:`nws_client.results` (the objects the client returns),
+so a Sample answer reaches the trainer's batchers as the one type it has everywhere.
 """
 
 from __future__ import annotations
@@ -23,41 +26,13 @@ import numpy as np
 
 import nws_core.keep_ratio as keep_ratio
 import nws_core.policy as policy
+from nws_client.results import SampleResult, ScoreResult
+from nws_core import sampling
 from nws_core.prune import Prune
 from nws_core.sketch import NWSketch, SketchConfig
 
-
-@dataclass(frozen=True)
-class SampleResult:
-    """One entry per candidate row."""
-
-    accepted: np.ndarray
-    """bool [n]: kept rows."""
-    weights: np.ndarray
-    """float64 [n]: 1/p for kept rows, 0 for the others (1 for every row during warm-up)."""
-    estimates: np.ndarray
-    """float64 [n]: the sketch's estimated loss, taken before any update from this batch."""
-    prior_used: np.ndarray
-    """bool [n]: the estimate is the prior (no data near the row)."""
-    warmup: bool
-    """The sketch was in its warm-up: every row kept with weight 1."""
-    fallback: bool = False
-    """The sketch server was unreachable: the client's fallback policy chose (no estimates)."""
-    ratio: float | None = None
-    """The keep ratio drawn with (the requested one, auto's choice, 1 in warm-up); None when
-    the backend does not say (prune: the expected keep share)."""
-
-
 Ratio = float | Literal["auto"]
 """A keep ratio in (0, 1], or ``"auto"``: the sketch's side picks it per request."""
-
-
-@dataclass(frozen=True)
-class Scores:
-    """Estimated loss per row, and where the prior was used."""
-
-    estimates: np.ndarray
-    prior_used: np.ndarray
 
 
 @runtime_checkable
@@ -81,7 +56,7 @@ class SketchBackend(Protocol):
         (:mod:`nws_core.prune`; ratio, p_min and rule unused)."""
         ...
 
-    def score(self, embeddings: np.ndarray) -> Scores:
+    def score(self, embeddings: np.ndarray) -> ScoreResult:
         """Estimated loss of every row, without drawing."""
         ...
 
@@ -180,25 +155,36 @@ class InProcessBackend:
             mean = self._sketch.mean_value
         values = est.values.numpy()
         n = values.shape[0]
-        drawn_with: float | None = None
-        if prune_rate is not None:
-            accepted, weights, _ = Prune(prune_rate).draw(values, mean, seed, warm=warm)
-        else:
-            plan = keep_ratio.plan(self._keep, values, target, p_min, rule, auto, warm=warm)
-            accepted, weights, _ = (rule or policy.SamplingPolicy()).draw(
-                values, plan.ratio, plan.p_min, seed, warm=warm
-            )
-            drawn_with = plan.ratio
+        d = sampling.draw(
+            self._keep,
+            values,
+            target,
+            p_min,
+            seed=seed,
+            warm=warm,
+            rule=rule,
+            auto=auto,
+            prune=None if prune_rate is None else Prune(prune_rate),
+            mean=mean,
+        )
         self._sampled += n
-        self._accepted += int(accepted.sum())
+        self._accepted += int(d.accepted.sum())
         return SampleResult(
-            accepted, weights, values, est.prior_used.numpy(), warm, ratio=drawn_with
+            accepted=d.accepted,
+            weights=d.weights,
+            probabilities=d.probabilities,
+            estimates=values,
+            prior_used=est.prior_used.numpy(),
+            warmup=warm,
+            ratio=d.ratio,
+            cv=d.cv,
+            variance_factor=d.variance_factor,
         )
 
-    def score(self, embeddings: np.ndarray) -> Scores:
+    def score(self, embeddings: np.ndarray) -> ScoreResult:
         with self._lock:
             est = self._sketch.estimate(embeddings)
-        return Scores(est.values.numpy(), est.prior_used.numpy())
+        return ScoreResult(est.values.numpy(), est.prior_used.numpy(), est.support.numpy())
 
     def update(self, embeddings: np.ndarray, losses: np.ndarray) -> None:
         with self._lock:

@@ -18,10 +18,11 @@ import numpy as np
 
 from nws_client import DeadlineExceeded, NWSClientError, OnUnavailable, SketchClient, Unavailable
 from nws_client import SketchConfig as WireSketchConfig
+from nws_client.results import SampleResult, ScoreResult
 from nws_core.keep_ratio import AutoRatio
 from nws_core.policy import SamplingPolicy
 from nws_core.sketch import SketchConfig
-from nws_trainer.backends import BackendSpec, Ratio, SampleResult, Scores, SketchBackend
+from nws_trainer.backends import BackendSpec, Ratio, SketchBackend
 from nws_trainer.config import ConfigError, TrainConfig
 
 DEFAULT_TIMEOUT = 30.0
@@ -60,14 +61,11 @@ class GrpcBackend:
         auto: AutoRatio | None = None,
     ) -> SampleResult:
         if prune_rate is not None:
-            r = self.client.sample(
+            return self.client.sample(
                 self.name, embeddings, policy="prune", prune_rate=prune_rate, seed=seed
             )
-            return SampleResult(
-                r.accepted, r.weights, r.estimates, r.prior_used, r.warmup, fallback=r.fallback
-            )
         rule = rule or SamplingPolicy()
-        r = self.client.sample(
+        return self.client.sample(
             self.name,
             embeddings,
             ratio,
@@ -80,19 +78,9 @@ class GrpcBackend:
             ratio_min=None if auto is None or ratio != "auto" else auto.ratio_min,
             auto_threshold=None if auto is None or ratio != "auto" else auto.threshold,
         )
-        return SampleResult(
-            r.accepted,
-            r.weights,
-            r.estimates,
-            r.prior_used,
-            r.warmup,
-            fallback=r.fallback,
-            ratio=r.ratio,
-        )
 
-    def score(self, embeddings: np.ndarray) -> Scores:
-        r = self.client.score(self.name, embeddings)
-        return Scores(r.estimates, r.prior_used)
+    def score(self, embeddings: np.ndarray) -> ScoreResult:
+        return self.client.score(self.name, embeddings)
 
     def update(self, embeddings: np.ndarray, losses: np.ndarray) -> None:
         self.client.update_async(self.name, embeddings, np.asarray(losses, dtype=np.float64))

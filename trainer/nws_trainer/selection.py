@@ -25,9 +25,10 @@ from typing import Any, Literal, Protocol
 import numpy as np
 import torch
 
+from nws_client.results import SampleResult
 from nws_core import policy
 from nws_core.keep_ratio import AutoRatio
-from nws_trainer.backends import BackendSpec, Ratio, SampleResult, SketchBackend
+from nws_trainer.backends import BackendSpec, Ratio, SketchBackend
 from nws_trainer.diagnostics import ChunkStats, coefficient_of_variation
 
 Batching = Literal["fill", "shrink"]
@@ -364,11 +365,17 @@ class SketchSelector:
             result = self.backend.sample(x, 1.0, 0.0, seed, prune_rate=self.prune_rate)
         else:
             result = self.backend.sample(x, self.ratio, self.p_min, seed, self.rule, auto=self.auto)
-        return from_sample(indices, result, time.perf_counter() - start)
+        # prune draws with no keep ratio (its answer's ratio is the expected keep share)
+        return from_sample(
+            indices, result, time.perf_counter() - start, ratio=self.prune_rate is None
+        )
 
 
-def from_sample(indices: np.ndarray, result: SampleResult, seconds: float) -> SelectedChunk:
-    """Wrap a backend's :class:`SampleResult` for the batchers (a fallback has no scores)."""
+def from_sample(
+    indices: np.ndarray, result: SampleResult, seconds: float, *, ratio: bool = True
+) -> SelectedChunk:
+    """Wrap a backend's :class:`SampleResult` for the batchers (a fallback has no scores);
+    ``ratio`` False: the draw had no keep ratio to log (prune)."""
     return SelectedChunk(
         indices=indices,
         accepted=result.accepted,
@@ -378,7 +385,7 @@ def from_sample(indices: np.ndarray, result: SampleResult, seconds: float) -> Se
         warmup=result.warmup,
         fallback=result.fallback,
         seconds=seconds,
-        ratio=None if result.fallback or result.warmup else result.ratio,
+        ratio=result.ratio if ratio and not (result.fallback or result.warmup) else None,
     )
 
 
