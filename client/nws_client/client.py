@@ -77,8 +77,8 @@ SERVICE = "nws.v1.SketchService"
 #: Methods whose UNAVAILABLE is retried (gRFC A6): those that only read, CreateSketch (idempotent:
 #: a retry finds the sketch it created and answers ``created`` False), Snapshot (writes the
 #: current state again at most), and the mutations that carry a request id the server
-#: deduplicates, also across a restart (Update, StreamUpdates, Decay, SetCenter: the client makes
-#: one fresh id per call, and a retry resends the same request bytes, so the same id).
+#: deduplicates, also across a restart (Update, StreamUpdates, Decay, SetCenter, MergeSketch: the
+#: client makes one fresh id per call, and a retry resends the same request bytes, so the same id).
 RETRIED_METHODS = (
     "CreateSketch",
     "GetSketch",
@@ -89,6 +89,7 @@ RETRIED_METHODS = (
     "StreamUpdates",
     "Decay",
     "SetCenter",
+    "MergeSketch",
     "Stats",
     "Snapshot",
     "ExportSketch",
@@ -258,6 +259,19 @@ class SketchClient:
             request_id=self._next_request_id() if request_id is None else request_id,
         )
         return _wire.info_from_proto(self._call("SetCenter", request))
+
+    def merge(self, name: str, source: str, *, request_id: str | None = None) -> SketchInfo:
+        """Add sketch ``source`` into sketch ``name``, both on this server (``source`` is
+        unchanged). Sketches with the same hash functions (dim, rows, bits, seed, pool, buckets,
+        center) are linear: the result is the sketch of both streams of updates. To combine two
+        servers' sketches, :meth:`export_sketch` one and :meth:`import_sketch` it here first. A
+        repeated ``request_id`` is applied once (the default id is fresh: retries are safe)."""
+        request = pb.MergeSketchRequest(
+            name=name,
+            source=source,
+            request_id=self._next_request_id() if request_id is None else request_id,
+        )
+        return _wire.info_from_proto(self._call("MergeSketch", request))
 
     # ----------------------------------------------------------------- the verbs
     def score(self, name: str, embeddings: Any) -> ScoreResult:

@@ -240,6 +240,11 @@ class SketchServicer(sketch_pb2_grpc.SketchServiceServicer):
         return wire.info_to_proto(info)
 
     @_unary
+    def MergeSketch(self, request: pb.MergeSketchRequest) -> pb.Sketch:
+        info = self.registry.merge(request.name, request.source, request.request_id)
+        return wire.info_to_proto(info)
+
+    @_unary
     def Stats(self, request: pb.StatsRequest) -> pb.StatsResponse:
         infos = [self.registry.get(request.name)] if request.name else self.registry.list()
         return pb.StatsResponse(

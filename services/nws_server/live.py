@@ -54,7 +54,7 @@ class LiveSketch:
         self.warmup = warmup
         self.created_at = time.time() if created_at is None else created_at
         self.lock = threading.Lock()  # serialises every engine call on this sketch
-        # idempotency window of Update, Decay and SetCenter: request id -> observations after it
+        # idempotency window of Update, Decay, SetCenter, Merge: request id -> observations after
         self.applied: OrderedDict[str, int] = OrderedDict()
         self.window = window
         # durability: the last journal record written, the last one a snapshot covers; the

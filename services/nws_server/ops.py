@@ -8,8 +8,8 @@ the live path did. Deduplication by request id (the sketch's idempotency window,
 :mod:`nws_server.live`) decides whether an op is applied; the op only says how.
 
 The ops here are the sketch's mutations after its creation (``update``, ``decay``,
-``set_center``); ``create``, ``import`` and ``delete`` replace or drop the whole sketch and are
-handled by the registry (see :mod:`nws_server.records` for every record's fields).
+``set_center``, ``merge``); ``create``, ``import`` and ``delete`` replace or drop the whole
+sketch and are handled by the registry (see :mod:`nws_server.records` for every record's fields).
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import ClassVar, Protocol
 
+import numpy as np
 import torch
 
 from nws_core.sketch import NWSketch
@@ -111,12 +112,37 @@ class SetCenter:
         return cls(torch.from_numpy(rec.arrays["center"]), str(rec.fields.get("request_id", "")))
 
 
-MUTATIONS: dict[str, type[Update] | type[Decay] | type[SetCenter]] = {
-    cls.op: cls for cls in (Update, Decay, SetCenter)
-}
+@dataclass(frozen=True)
+class Merge:
+    """Add another sketch, checked by :meth:`NWSketch.check_merge`, given as its serialization
+    (the record holds it whole: the source may change or go before the journal is replayed)."""
+
+    state: bytes
+    request_id: str = ""
+    op: ClassVar[str] = "merge"
+
+    def record(self) -> bytes:
+        return records.encode(
+            self.op,
+            {"request_id": self.request_id},
+            sketch=np.frombuffer(self.state, dtype=np.uint8),
+        )
+
+    def apply(self, sketch: NWSketch) -> None:
+        sketch.merge(NWSketch.deserialize(self.state, device=sketch.device))
+
+    @classmethod
+    def from_record(cls, rec: records.Record) -> Merge:
+        return cls(rec.arrays["sketch"].tobytes(), str(rec.fields["request_id"]))
+
+
+Op = Update | Decay | SetCenter | Merge
+"""Every mutation of an existing sketch."""
+
+MUTATIONS: dict[str, type[Op]] = {cls.op: cls for cls in (Update, Decay, SetCenter, Merge)}
 """The journal ops that are mutations of an existing sketch, by record op."""
 
 
-def from_record(rec: records.Record) -> Update | Decay | SetCenter:
+def from_record(rec: records.Record) -> Op:
     """The mutation a journal record holds (KeyError, TypeError or ValueError if malformed)."""
     return MUTATIONS[rec.op].from_record(rec)

@@ -15,11 +15,13 @@ The ops (one journal record per accepted mutation, in the order the sketch's loc
   ``values`` (``<f8`` [n]).
 * ``decay``: ``factor``, ``request_id`` (empty or absent: none).
 * ``set_center``: ``request_id`` (empty or absent: none); array ``center`` (``<f4`` [dim]).
+* ``merge``: ``request_id``; array ``sketch`` (``|u1``: the added sketch's
+  :meth:`NWSketch.serialize` bytes, whole, since the source may change before a replay).
 * ``delete``: nothing; the sketch's earlier records and snapshot no longer count.
 * ``snapshot`` (the snapshot's payload, not a journal record): ``requested``, ``warmup``,
   ``created_at``, ``sampled``, ``accepted``, ``applied`` (the idempotency window as
-  ``[request_id, observations]`` pairs, oldest first: the ids of updates, decays and
-  center settings); array ``sketch`` (``|u1``: the engine's own
+  ``[request_id, observations]`` pairs, oldest first: the ids of updates, decays,
+  center settings and merges); array ``sketch`` (``|u1``: the engine's own
   checksummed :meth:`NWSketch.serialize` bytes).
 * ``import``: a journal record with the fields and array of a ``snapshot``: the sketch's whole
   state, as restored by ``ImportSketch`` (it replaces whatever the sketch held before).
@@ -39,7 +41,7 @@ from nws_core.errors import DataLoss
 
 MAGIC = b"NWSR"
 VERSION = 1
-OPS = ("create", "update", "decay", "set_center", "delete", "snapshot", "import")
+OPS = ("create", "update", "decay", "set_center", "merge", "delete", "snapshot", "import")
 DTYPES = ("<f4", "<f8", "|u1")
 _HEAD = struct.Struct("<4sII")  # magic, version, header length
 _CRC = struct.Struct("<I")

@@ -1,7 +1,7 @@
 """The service core: named sketches on one device, shared by the gRPC and the REST front doors.
 
 The registry answers the service's verbs (create, score, sample, update, decay, set_center,
-export, import, delete, snapshot) from small parts, each with one job:
+merge, export, import, delete, snapshot) from small parts, each with one job:
 
 - :mod:`nws_server.catalog`: which names exist, and the limits (sketch count and size, batch
   rows, name pattern, request ids);
@@ -259,6 +259,24 @@ class SketchRegistry:
             if not entry.has_applied(request_id):  # a retry is answered, not checked again
                 op = ops.SetCenter(entry.sketch.check_center(center), request_id)
                 self.durable.mutate(entry, op)
+        return entry.info()
+
+    def merge(self, name: str, source: str, request_id: str = "") -> SketchInfo:
+        """Add sketch ``source`` into sketch ``name`` (sketches with the same hash functions are
+        linear); a request id applied before is answered without adding again."""
+        entry, other = self.catalog.get(name), self.catalog.get(source)
+        check_request_id(request_id)
+        if entry is other:
+            raise InvalidArgument(f"sketch {name!r} cannot be merged into itself")
+        with other.lock:  # a copy, so that no two sketch locks are ever held together
+            other.check_live()
+            state = other.sketch.serialize()
+            copy = NWSketch.deserialize(state, device=self.device)
+        with entry.lock:
+            entry.check_live()
+            if not entry.has_applied(request_id):  # a retry is answered, not checked again
+                entry.sketch.check_merge(copy)  # before the journal: a refusal changes nothing
+                self.durable.mutate(entry, ops.Merge(state, request_id))
         return entry.info()
 
     # ----------------------------------------------------------------- export / import

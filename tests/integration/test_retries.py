@@ -85,7 +85,15 @@ class DropFirstReply(grpc.ServerInterceptor):
 def lossy(tmp_path: Path) -> Iterator[tuple[SketchClient, DropFirstReply, SketchRegistry]]:
     """A durable registry behind a gRPC server that drops the first reply of every write."""
     interceptor = DropFirstReply(
-        {"Update", "Decay", "SetCenter", "DeleteSketch", "ImportSketch", "CreateSketch"}
+        {
+            "Update",
+            "Decay",
+            "SetCenter",
+            "MergeSketch",
+            "DeleteSketch",
+            "ImportSketch",
+            "CreateSketch",
+        }
     )
     registry = SketchRegistry(device="cpu", store=FileStore(tmp_path))
     server = grpc.server(ThreadPoolExecutor(max_workers=4), interceptors=[interceptor])
@@ -107,7 +115,7 @@ def test_every_method_is_either_retried_or_not() -> None:
     (config,) = SERVICE_CONFIG["methodConfig"]
     assert {n["method"] for n in config["name"]} == set(RETRIED_METHODS)
     # every retried write carries a request id
-    for method in ("Update", "Decay", "SetCenter"):
+    for method in ("Update", "Decay", "SetCenter", "MergeSketch"):
         assert "request_id" in service.methods_by_name[method].input_type.fields_by_name
 
 
@@ -147,6 +155,25 @@ def test_a_retried_set_center_succeeds_once(
     np.testing.assert_allclose(info.config.center, center)
     first, retry = interceptor.requests["SetCenter"]
     assert first.request_id and retry.request_id == first.request_id
+
+
+def test_a_retried_merge_is_applied_once_also_after_a_restart(
+    lossy: tuple[SketchClient, DropFirstReply, SketchRegistry],
+) -> None:
+    client, interceptor, registry = lossy
+    client.create_sketch("a", CONFIG)
+    client.create_sketch("b", CONFIG)
+    client.update("a", *batch(3, 16))
+    client.update("b", *batch(4, 8))
+    info = client.merge("b", "a")  # applied, reply dropped, retried: applied once
+    assert info.stats.observations == 24 and info.stats.total_weight == 24.0  # not 40
+    first, retry = interceptor.requests["MergeSketch"]
+    assert first.request_id and retry.request_id == first.request_id
+    assert client.get("a").stats.observations == 16  # the source is unchanged
+    restored = SketchRegistry(device="cpu", store=registry.store)
+    restored.restore()
+    assert restored.merge("b", "a", first.request_id).status.observations == 24
+    assert restored.get("b", digest=True).digest == client.get("b", digest=True).digest
 
 
 def test_delete_and_import_are_not_retried(

@@ -69,6 +69,7 @@ def test_reflection_lists_and_describes_the_service(channel: grpc.Channel) -> No
         "StreamUpdates",
         "Decay",
         "SetCenter",
+        "MergeSketch",
         "Stats",
         "Snapshot",
         "ExportSketch",

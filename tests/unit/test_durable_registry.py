@@ -205,6 +205,12 @@ def test_rejected_requests_write_nothing(tmp_path: Path) -> None:
         registry.set_center("s", np.zeros(DIM, np.float32))  # it holds data already
     with pytest.raises(NotFound):
         registry.update("missing", x, y)
+    registry.create("other-seed", SketchConfig(dim=DIM, rows=16, bits=4, seed=4))
+    before = store.appends
+    with pytest.raises(FailedPrecondition):
+        registry.merge("s", "other-seed")  # other hash functions
+    with pytest.raises(InvalidArgument):
+        registry.merge("s", "s")
     assert store.appends == before
 
 

@@ -13,16 +13,24 @@ from nws_server import ops, records
 CONFIG = SketchConfig(dim=6, rows=16, bits=4, seed=3)
 
 
-def _ops() -> list[ops.Update | ops.Decay | ops.SetCenter]:
+def _ops() -> list[ops.Op]:
     rng = np.random.default_rng(0)
     x = torch.from_numpy(rng.standard_normal((20, 6)).astype(np.float32))
     y = torch.from_numpy(rng.gamma(2.0, 1.0, 20))
     center = torch.from_numpy(rng.standard_normal(6).astype(np.float32))
-    return [ops.SetCenter(center, "c-1"), ops.Update(x, y, "u-1"), ops.Decay(0.5, "d-1")]
+    other = NWSketch(CONFIG)
+    other.set_center(center)
+    other.update(x[:7], y[:7])
+    return [
+        ops.SetCenter(center, "c-1"),
+        ops.Update(x, y, "u-1"),
+        ops.Decay(0.5, "d-1"),
+        ops.Merge(other.serialize(), "m-1"),
+    ]
 
 
 @pytest.mark.parametrize("op", _ops(), ids=lambda o: o.op)
-def test_a_record_decodes_to_the_same_op(op: ops.Update | ops.Decay | ops.SetCenter) -> None:
+def test_a_record_decodes_to_the_same_op(op: ops.Op) -> None:
     rec = records.decode(op.record())
     assert rec.op == op.op and rec.op in ops.MUTATIONS
     back = ops.from_record(rec)
@@ -43,7 +51,7 @@ def test_replayed_ops_rebuild_the_live_sketch_bit_for_bit() -> None:
         op.apply(live)
     for data in journal:
         ops.from_record(records.decode(data)).apply(replayed)
-    assert live.observations == replayed.observations == 20
+    assert live.observations == replayed.observations == 27
     assert live.serialize() == replayed.serialize()
 
 

@@ -299,6 +299,16 @@ class DecayRequest(_message.Message):
     request_id: str
     def __init__(self, name: _Optional[str] = ..., factor: _Optional[float] = ..., request_id: _Optional[str] = ...) -> None: ...
 
+class MergeSketchRequest(_message.Message):
+    __slots__ = ("name", "source", "request_id")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    SOURCE_FIELD_NUMBER: _ClassVar[int]
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    source: str
+    request_id: str
+    def __init__(self, name: _Optional[str] = ..., source: _Optional[str] = ..., request_id: _Optional[str] = ...) -> None: ...
+
 class SetCenterRequest(_message.Message):
     __slots__ = ("name", "center", "request_id")
     NAME_FIELD_NUMBER: _ClassVar[int]

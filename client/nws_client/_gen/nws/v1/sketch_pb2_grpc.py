@@ -85,6 +85,11 @@ class SketchServiceStub:
                 request_serializer=nws_dot_v1_dot_sketch__pb2.SetCenterRequest.SerializeToString,
                 response_deserializer=nws_dot_v1_dot_sketch__pb2.Sketch.FromString,
                 _registered_method=True)
+        self.MergeSketch = channel.unary_unary(
+                '/nws.v1.SketchService/MergeSketch',
+                request_serializer=nws_dot_v1_dot_sketch__pb2.MergeSketchRequest.SerializeToString,
+                response_deserializer=nws_dot_v1_dot_sketch__pb2.Sketch.FromString,
+                _registered_method=True)
         self.Stats = channel.unary_unary(
                 '/nws.v1.SketchService/Stats',
                 request_serializer=nws_dot_v1_dot_sketch__pb2.StatsRequest.SerializeToString,
@@ -190,6 +195,18 @@ class SketchServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def MergeSketch(self, request, context):
+        """Add sketch source into sketch name (source is unchanged). Sketches with the same hash
+        functions (equal dim, rows, bits, seed, pool, buckets and center) are linear: the result is
+        the sketch of both streams of updates, as if one sketch had seen them all. To combine the
+        sketches of two servers or two jobs, export one and import it here under another name first.
+        FAILED_PRECONDITION for different hash functions, INVALID_ARGUMENT for a sketch merged into
+        itself. A request_id seen recently is answered with the sketch as it is, without adding again.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def Stats(self, request, context):
         """Server statistics and those of every sketch (or of one, when name is set).
         """
@@ -277,6 +294,11 @@ def add_SketchServiceServicer_to_server(servicer, server):
             'SetCenter': grpc.unary_unary_rpc_method_handler(
                     servicer.SetCenter,
                     request_deserializer=nws_dot_v1_dot_sketch__pb2.SetCenterRequest.FromString,
+                    response_serializer=nws_dot_v1_dot_sketch__pb2.Sketch.SerializeToString,
+            ),
+            'MergeSketch': grpc.unary_unary_rpc_method_handler(
+                    servicer.MergeSketch,
+                    request_deserializer=nws_dot_v1_dot_sketch__pb2.MergeSketchRequest.FromString,
                     response_serializer=nws_dot_v1_dot_sketch__pb2.Sketch.SerializeToString,
             ),
             'Stats': grpc.unary_unary_rpc_method_handler(
@@ -570,6 +592,33 @@ class SketchService:
             target,
             '/nws.v1.SketchService/SetCenter',
             nws_dot_v1_dot_sketch__pb2.SetCenterRequest.SerializeToString,
+            nws_dot_v1_dot_sketch__pb2.Sketch.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def MergeSketch(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/nws.v1.SketchService/MergeSketch',
+            nws_dot_v1_dot_sketch__pb2.MergeSketchRequest.SerializeToString,
             nws_dot_v1_dot_sketch__pb2.Sketch.FromString,
             options,
             channel_credentials,
