@@ -27,7 +27,7 @@ def test_auto_plans_every_row_and_draws_through_the_server(endpoint: str) -> Non
         assert nws.steps_per_epoch == math.ceil(120 / 16)
         x = table[:32] / np.linalg.norm(table[:32], axis=1, keepdims=True)
         nws.client.update(nws.sketch_name, x, np.linspace(0.5, 2.0, 32))  # every estimate > 0
-        accepted, weights = nws._draw(x, stream=0, chunk=0, drawn=0)
+        accepted, weights = nws.draw(x, stream=0, chunk=0, drawn=0)
         # positive estimates: auto keeps every row with weight 1 (docs/sampling.md)
         assert accepted.all() and np.allclose(weights, 1.0)
         assert nws.client.get(nws.sketch_name).stats.keep_ratio == 1.0

@@ -104,12 +104,12 @@ class _ResumableBatchSampler(NWSBatchSampler):
         self.lead = lead
 
     def __iter__(self) -> Iterator[list[tuple[int, float]]]:
-        todo = self.nws._begin_epoch()
+        todo = self.nws.begin_epoch()
         lead, self.lead = self.lead, 0
         for _ in range(lead):
             yield []
         for _ in range(todo):
-            yield self.nws._next_batch()
+            yield self.nws.next_batch()
 
 
 class NWSTrainer(Trainer):
@@ -170,10 +170,11 @@ class NWSTrainer(Trainer):
             )
         self.nws.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
         self._nws_lead = 0
-        if self.args.ignore_data_skip and self.nws._consumed:
+        consumed = self.nws.position.consumed
+        if self.args.ignore_data_skip and consumed:
             raise ValueError(
                 "NWSTrainer cannot resume mid-epoch with ignore_data_skip=True: the sampler "
-                f"continues after the {self.nws._consumed} batches of its epoch already trained, "
+                f"continues after the {consumed} batches of its epoch already trained, "
                 "but without its skip the Trainer would count the rest of the epoch from its first "
                 "batch (wrong epoch fraction and, with gradient accumulation, wrong accumulation "
                 "boundaries). The skip costs nothing here (skipped batches are neither loaded nor "
@@ -185,9 +186,9 @@ class NWSTrainer(Trainer):
         updates_per_epoch = max(math.ceil(self.nws.steps_per_epoch / ga), 1)
         step = TrainerState.load_from_json(os.path.join(checkpoint, TRAINER_STATE_NAME)).global_step
         skipped = (step % updates_per_epoch) * ga
-        if skipped != self.nws._consumed:
+        if skipped != consumed:
             raise ValueError(
-                f"the checkpoint's sampler has trained {self.nws._consumed} batches of its epoch "
+                f"the checkpoint's sampler has trained {consumed} batches of its epoch "
                 f"but the Trainer would skip {skipped} (global step {step}, {ga} accumulation "
                 f"steps, {self.nws.steps_per_epoch} batches per epoch): resume with the "
                 "training arguments and steps_per_epoch of the interrupted run"
@@ -197,7 +198,7 @@ class NWSTrainer(Trainer):
     def get_train_dataloader(self) -> DataLoader:
         if self.train_dataset is None:
             raise ValueError("NWSTrainer: training requires a train_dataset")
-        if self.nws._table is None:
+        if not self.nws.has_table:
             raise ValueError("NWSTrainer needs an embedding table, not a callable")
         lead, self._nws_lead = self._nws_lead, 0
         return DataLoader(

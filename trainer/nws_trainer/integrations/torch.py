@@ -39,82 +39,56 @@ every rank shares it; rank r scans candidate chunks r, r + W, ... of each permut
 the batches already drawn but not yet trained (the DataLoader's look-ahead) and the sketch's
 whole state (``ExportSketch``), so a resumed run continues exactly as the uninterrupted one
 (see :mod:`nws_trainer.integrations.checkpoint`).
+
+The sampler is three parts: the sketch on its server (:mod:`~nws_trainer.integrations.session`),
+the position in the candidate stream that a checkpoint saves
+(:mod:`~nws_trainer.integrations.position`), and the loaders that bring the kept examples to the
+loop (:mod:`~nws_trainer.integrations.loading`); :class:`NWSSampler` ties them together with the
+selection rules.
 """
 
 from __future__ import annotations
 
 import logging
 import math
-import uuid
-from collections import deque
-from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
 from typing import Any, Literal
 
 import numpy as np
 import torch
-import torch.distributed as dist
-import torch.nn.functional as F
-from torch.utils.data import DataLoader, Dataset, IterableDataset
-from torch.utils.data.dataloader import default_collate
 
-from nws_client import SketchClient, SketchConfig
+from nws_client import SketchClient
 from nws_core.keep_ratio import DEFAULT_RATIO_MIN
 from nws_core.policy import SamplingPolicy
 from nws_trainer.anneal import batch_annealing, check_share
 from nws_trainer.config import TrainConfig
+from nws_trainer.integrations.loading import (
+    INDEX_KEY,
+    WEIGHT_KEY,
+    BatchInfo,
+    IndexedDataset,
+    NWSBatch,
+    NWSBatchSampler,
+    NWSCollate,
+    NWSLoader,
+    batch_len,
+    get_field,
+    make_loader,
+    per_example_loss,
+    subset_rows,
+    to_numpy,
+)
+from nws_trainer.integrations.position import SamplerPosition
+from nws_trainer.integrations.session import SketchSession, dist_info
 from nws_trainer.loss import weighted_loss
 from nws_trainer.selection import chunk_seed, normalize_rows
 
 log = logging.getLogger("nws_trainer.integrations")
 
-INDEX_KEY = "nws_index"
-WEIGHT_KEY = "nws_weight"
 STATE_VERSION = 1
 FILTER_STREAM = 2**32 + 1  # the draw seeds of filter mode: apart from every permutation pass
 
 EmbeddingFn = Callable[[Any], Any]
-
-
-@dataclass
-class BatchInfo:
-    """What NWS knows about the batch a loader just yielded; one entry per row."""
-
-    indices: np.ndarray
-    """int64 [m]: example indices (-1 where unknown)."""
-    weights: np.ndarray
-    """float64 [m]: importance weights (0 for a filler row of an all-rejected batch)."""
-    normalizer: float | None
-    """None: self-normalised (sampler mode); else the candidate count (filter mode)."""
-    embeddings: np.ndarray | None = None
-    """float32 [m, dim]: the rows' embeddings when they came from a callable."""
-    candidates: int = 0
-    """Candidates scanned to make this batch."""
-
-
-# --------------------------------------------------------------------------- distributed
-
-
-def _dist() -> tuple[int, int]:
-    if dist.is_available() and dist.is_initialized():
-        return dist.get_rank(), dist.get_world_size()
-    return 0, 1
-
-
-def _barrier(world: int) -> None:
-    if world > 1:
-        dist.barrier()
-
-
-def _broadcast(value: Any, world: int) -> Any:
-    if world <= 1:
-        return value
-    box = [value]
-    dist.broadcast_object_list(box, src=0)
-    return box[0]
-
-
-# --------------------------------------------------------------------------- the sampler
 
 
 class NWSSampler:
@@ -192,7 +166,7 @@ class NWSSampler:
         self.policy = SamplingPolicy(power=power, temper=temper)  # validates: ValueError
         self.seed = int(seed)
         self.index_field = index_field
-        self.rank, self.world_size = _dist()
+        self.rank, self.world_size = dist_info()
         self._fn: EmbeddingFn | None = None
         self._table: np.ndarray | None = None
         center: np.ndarray | None = None
@@ -218,71 +192,47 @@ class NWSSampler:
         if epochs is not None and total_steps is not None:
             raise ValueError("give epochs or total_steps, not both")
         self.total_steps = total_steps if epochs is None else int(epochs) * self.steps_per_epoch
-        self._server: Any = None
-        self._client_timeout = client_timeout
-        target, self.sketch_name = self._open_sketch(endpoint, sketch_name, rows, bits, center)
-        self.target = target
-        self.client = SketchClient(target, timeout=client_timeout)
+        self.position = SamplerPosition(self.rank, self.world_size, self.steps_per_epoch)
+        """Where the sampler is in its candidate stream (what a checkpoint saves)."""
+        self.session = SketchSession(
+            endpoint=endpoint,
+            name=sketch_name,
+            dim=None if self._table is None else int(self._table.shape[1]),
+            center=center,
+            rows=rows,
+            bits=bits,
+            seed=self.seed,
+            warmup=self.warmup,
+            timeout=client_timeout,
+            rank=self.rank,
+            world_size=self.world_size,
+        )
+        """The sketch on its server, shared by every rank."""
         self.current: BatchInfo | None = None
-        self._centered = center is not None
-        # sampler-mode position: permutation pass, next chunk of it, kept rows not yet batched
-        self._pass = 0
-        self._chunk = self.rank  # rank r scans chunks r, r + W, ... of every pass
-        self._pending: list[tuple[int, float]] = []
-        self._epoch = 0
-        self._consumed = 0  # batches of the current epoch handed to the loop
-        self._inflight: deque[list[tuple[int, float]]] = deque()  # drawn, not yet consumed
-        self._replay: deque[list[tuple[int, float]]] = deque()  # to hand out again first
-        self._candidates_inflight: deque[int] = deque()
-        self._filter_batches = 0
-        self.stats = {"candidates": 0, "accepted": 0, "batches": 0}
 
-    # ------------------------------------------------------------------ the sketch
-    def _open_sketch(
-        self,
-        endpoint: str | None,
-        name: str | None,
-        rows: int,
-        bits: int,
-        center: np.ndarray | None,
-    ) -> tuple[str, str]:
-        """Rank 0 starts the server (if needed) and creates the sketch; every rank learns both.
+    @property
+    def client(self) -> SketchClient:
+        """This rank's client of the sketch server."""
+        return self.session.client
 
-        With a callable source the sketch is created on the first batch (its width unknown)."""
-        self._pending_create = (rows, bits)
-        opened: tuple[str, str] | None = None
-        failure: BaseException | None = None
-        if self.rank == 0:
-            try:
-                if endpoint is None:
-                    from nws_server.embedded import EmbeddedServer
+    @property
+    def target(self) -> str:
+        """``host:port`` of the sketch server."""
+        return self.session.target
 
-                    self._server = EmbeddedServer(mode="process").start()
-                    endpoint = self._server.target
-                name = name or f"nws-{uuid.uuid4().hex[:12]}"
-                if self._table is not None:
-                    self._create(endpoint, name, self._table.shape[1], rows, bits, center)
-                opened = (endpoint, name)
-            except Exception as exc:  # every rank must leave the broadcast before raising
-                failure = exc
-                if self._server is not None:
-                    self._server.stop()
-                    self._server = None
-        shared = _broadcast(opened if failure is None else repr(failure), self.world_size)
-        if failure is not None:
-            raise failure
-        if not isinstance(shared, tuple):
-            raise RuntimeError(f"rank 0 could not open the sketch: {shared}")
-        return shared
+    @property
+    def sketch_name(self) -> str:
+        return self.session.name
 
-    def _create(self, target: str, name: str, dim: int, rows: int, bits: int, center: Any) -> None:
-        with SketchClient(target, timeout=self._client_timeout) as client:
-            config = SketchConfig(dim=int(dim), rows=rows, bits=bits, seed=self.seed)
-            client.create_sketch(name, config, warmup=self.warmup)
-            if center is not None:
-                info = client.get(name)
-                if info.config.center is None:
-                    client.set_center(name, center)
+    @property
+    def has_table(self) -> bool:
+        """The embeddings are a table indexed by example (sampler mode is possible)."""
+        return self._table is not None
+
+    @property
+    def stats(self) -> dict[str, int]:
+        """Candidates scanned, candidates accepted and batches trained so far."""
+        return self.position.stats
 
     # ------------------------------------------------------------------ data loading
     def loader(self, dataset: Any, **dataloader_kwargs: Any) -> NWSLoader:
@@ -291,129 +241,92 @@ class NWSSampler:
         ``dataloader_kwargs`` go to :class:`torch.utils.data.DataLoader` (``collate_fn``,
         ``num_workers``, ...); ``batch_size``, ``shuffle`` and ``sampler`` are NWS's to set.
         """
-        for key in ("batch_size", "shuffle", "sampler", "batch_sampler", "drop_last"):
-            if key in dataloader_kwargs:
-                raise ValueError(f"NWSSampler.loader sets {key!r} itself; leave it out")
-        collate = dataloader_kwargs.pop("collate_fn", None) or default_collate
-        # Each new DataLoader iterator draws a base seed for its workers: from a generator of
-        # its own, so that starting (or resuming) an epoch leaves the global torch RNG, and
-        # with it the model's dropout, as it was.
-        dataloader_kwargs.setdefault("generator", torch.Generator().manual_seed(self.seed))
-        if self._table is not None and not isinstance(dataset, IterableDataset):
-            if len(dataset) != self.n_examples:
-                raise ValueError(
-                    f"the dataset has {len(dataset)} examples but embeddings has "
-                    f"{self.n_examples} rows"
-                )
-            inner = DataLoader(
-                IndexedDataset(dataset),
-                batch_sampler=self.batch_sampler(),
-                collate_fn=NWSCollate(collate),
-                **dataloader_kwargs,
-            )
-            return NWSLoader(self, inner, filter_mode=False)
-        if self._table is not None and self.index_field is None:
-            raise ValueError(
-                "an iterable dataset with an embedding table needs index_field: the key of each "
-                "example's index"
-            )
-        inner = DataLoader(
-            dataset, batch_size=self.batch_size, collate_fn=collate, **dataloader_kwargs
-        )
-        return NWSLoader(self, inner, filter_mode=True)
+        return make_loader(self, dataset, dataloader_kwargs)
 
     def batch_sampler(self) -> NWSBatchSampler:
         """The sampler-mode batch sampler (for a DataLoader over :class:`IndexedDataset`)."""
-        if self._table is None:
-            raise ValueError("a batch sampler needs an embedding table, not a callable")
+        self._require_table()
         return NWSBatchSampler(self)
 
     # ------------------------------------------------------------------ selection
-    def _sync_before_select(self) -> None:
-        self.client.flush()
-        _barrier(self.world_size)
-
-    def _draw(
+    def draw(
         self, x: np.ndarray, stream: int, chunk: int, drawn: int
     ) -> tuple[np.ndarray, np.ndarray]:
-        """Ask the sketch which rows of ``x`` to keep; the draw's seed is fixed by the run's
-        seed, the candidate stream (a permutation pass, or filter mode) and the chunk. In the
-        annealed last share of the run (``drawn`` batches drawn before) every row is kept."""
+        """(accepted, weights): which rows of ``x`` to keep. The draw's seed is fixed by the
+        run's seed, the candidate stream (a permutation pass, or filter mode) and the chunk. In
+        the annealed last share of the run (``drawn`` batches drawn before) every row is kept."""
+        n = int(x.shape[0])
         if batch_annealing(drawn, self.total_steps, self.anneal):
-            self.stats["candidates"] += int(x.shape[0])
-            self.stats["accepted"] += int(x.shape[0])
-            return np.ones(x.shape[0], dtype=bool), np.ones(x.shape[0])
-        seed = chunk_seed(self.seed, stream, chunk)
-        r = self.client.sample(
-            self.sketch_name,
-            x,
-            self.ratio,
-            p_min=self.p_min,
-            seed=seed,
-            power=self.policy.power,
-            temper=self.policy.temper,
-        )
-        self.stats["candidates"] += int(x.shape[0])
-        self.stats["accepted"] += int(r.accepted.sum())
-        return r.accepted, r.weights
+            accepted, weights = np.ones(n, dtype=bool), np.ones(n)
+        else:
+            seed = chunk_seed(self.seed, stream, chunk)
+            accepted, weights = self.session.sample(x, self.ratio, self.p_min, seed, self.policy)
+        self.position.count(n, int(accepted.sum()))
+        return accepted, weights
 
-    def _next_batch(self) -> list[tuple[int, float]]:
+    def begin_epoch(self) -> int:
+        """Sampler mode: batches the next pass over the loader yields (the rest of an
+        interrupted epoch; what an abandoned iterator drew is handed out again first)."""
+        return self.position.begin_epoch()
+
+    def next_batch(self) -> list[tuple[int, float]]:
         """Sampler mode: the next full batch of (index, weight), replaying drawn ones first."""
-        if self._replay:
-            batch = self._replay.popleft()
-            self._inflight.append(batch)
-            return batch
-        assert self._table is not None
-        self._sync_before_select()
-        n, b, w = self.n_examples, self.batch_size, self.world_size
+        pos = self.position
+        replayed = pos.replayed()
+        if replayed is not None:
+            return replayed
+        table = self._require_table()
+        self.session.sync()
+        n, b = self.n_examples, self.batch_size
         n_chunks = -(-n // b)
-        drawn = self._epoch * self.steps_per_epoch + self._consumed + len(self._inflight)
-        while len(self._pending) < b:
-            if self._chunk >= n_chunks:
-                self._pass, self._chunk = self._pass + 1, self.rank
-            c = self._chunk
-            self._chunk += w
-            if c >= n_chunks:
+        if n_chunks <= self.rank:  # this rank would never get a turn: it would wait forever
+            raise ValueError(
+                f"{n} examples make {n_chunks} candidate chunks of {b}, fewer than the "
+                f"{self.world_size} ranks: lower batch_size or use fewer ranks"
+            )
+        drawn = pos.drawn()
+        while len(pos.pending) < b:
+            turn = pos.next_chunk(n_chunks)
+            if turn is None:
                 continue
-            perm = np.random.default_rng([self.seed, self._pass, 0x5EED]).permutation(n)
+            pass_, c = turn
+            perm = np.random.default_rng([self.seed, pass_, 0x5EED]).permutation(n)
             rows = perm[c * b : (c + 1) * b]
-            accepted, weights = self._draw(self._table[rows], self._pass, c, drawn)
-            self._pending.extend(
+            accepted, weights = self.draw(table[rows], pass_, c, drawn)
+            pos.pending.extend(
                 (int(i), float(wt)) for i, wt in zip(rows[accepted], weights[accepted], strict=True)
             )
-        batch, self._pending = self._pending[:b], self._pending[b:]
-        _barrier(self.world_size)
-        self._inflight.append(batch)
-        return batch
+        self.session.barrier()
+        return pos.hand_out(b)
 
-    def _filter(self, batch: Any) -> tuple[Any, BatchInfo]:
+    def filter(self, batch: Any) -> tuple[Any, BatchInfo]:
         """Filter mode: cut a collated candidate batch down to its kept rows."""
-        m = _batch_len(batch)
+        m = batch_len(batch)
         if self._table is not None:
-            assert self.index_field is not None
-            found = _get(batch, self.index_field)
+            found = get_field(batch, self.index_field)
             if found is None:
                 raise ValueError(f"the batch has no {self.index_field!r} field (index_field)")
-            indices = _to_numpy(found).astype(np.int64).reshape(-1)
+            indices = to_numpy(found).astype(np.int64).reshape(-1)
             x = self._table[indices]
         else:
-            assert self._fn is not None
+            if self._fn is None:  # unreachable: a sampler has a table or a callable
+                raise RuntimeError("NWSSampler has neither an embedding table nor a callable")
             with torch.no_grad():
-                x = normalize_rows(_to_numpy(self._fn(batch)))
-            found = _get(batch, self.index_field) if self.index_field else None
+                x = normalize_rows(to_numpy(self._fn(batch)))
+            found = get_field(batch, self.index_field) if self.index_field else None
             indices = (
                 np.full(m, -1, np.int64)
                 if found is None
-                else _to_numpy(found).astype(np.int64).reshape(-1)
+                else to_numpy(found).astype(np.int64).reshape(-1)
             )
-            self._ensure_sketch(x)
+            self.session.ensure(x)
         if x.shape[0] != m:
             raise ValueError(f"the batch has {m} rows but {x.shape[0]} embeddings")
-        self._sync_before_select()
-        key = self._filter_batches * self.world_size + self.rank
-        accepted, weights = self._draw(x, FILTER_STREAM, key, self._filter_batches)
-        _barrier(self.world_size)
-        self._filter_batches += 1
+        self.session.sync()
+        done = self.position.filter_batches
+        accepted, weights = self.draw(x, FILTER_STREAM, done * self.world_size + self.rank, done)
+        self.session.barrier()
+        self.position.filter_batches += 1
         keep = np.flatnonzero(accepted)
         if keep.size == 0:  # keep the step: one row that counts for nothing
             keep, weights = np.array([0]), np.zeros(m)
@@ -426,32 +339,16 @@ class NWSSampler:
         )
         if isinstance(batch, Mapping) and self.index_field is not None:
             batch = {k: v for k, v in batch.items() if k != self.index_field}
-        return _subset(batch, keep, m), info
-
-    def _ensure_sketch(self, x: np.ndarray) -> None:
-        """Callable source: create the sketch (rank 0) on the first batch, centred on it."""
-        if self._centered:
-            return
-        if self.rank == 0:
-            rows, bits = self._pending_create
-            self._create(self.target, self.sketch_name, x.shape[1], rows, bits, x.mean(axis=0))
-        _barrier(self.world_size)
-        self._centered = True
+        return subset_rows(batch, keep, m), info
 
     # ------------------------------------------------------------------ the loss
     def take(self, batch: Any) -> BatchInfo:
         """Sampler mode: pop the NWS fields off a collated dict batch; note it as consumed."""
         if not isinstance(batch, dict) or INDEX_KEY not in batch:
             raise ValueError(f"not a batch of the NWS loader: no {INDEX_KEY!r} field")
-        indices = _to_numpy(batch.pop(INDEX_KEY)).astype(np.int64).reshape(-1)
-        weights = _to_numpy(batch.pop(WEIGHT_KEY)).astype(np.float64).reshape(-1)
-        if self._inflight:
-            drawn = self._inflight.popleft()
-            if [i for i, _ in drawn] != indices.tolist():
-                raise RuntimeError("batches arrived out of order (use in_order=True)")
-        self._consumed += 1
-        if self._consumed >= self.steps_per_epoch:
-            self._epoch, self._consumed = self._epoch + 1, 0
+        indices = to_numpy(batch.pop(INDEX_KEY)).astype(np.int64).reshape(-1)
+        weights = to_numpy(batch.pop(WEIGHT_KEY)).astype(np.float64).reshape(-1)
+        self.position.take(indices.tolist())
         self.current = BatchInfo(indices, weights, None, candidates=0)
         return self.current
 
@@ -468,40 +365,33 @@ class NWSSampler:
             )
         observed = losses.detach().double().cpu().numpy()
         if np.isfinite(observed).all():
-            x = info.embeddings if info.embeddings is not None else self._rows(info.indices)
-            self.client.update_async(self.sketch_name, x, observed)
+            x = info.embeddings
+            if x is None:
+                x = self._require_table()[info.indices]
+            self.session.update(x, observed)
         weights = torch.as_tensor(info.weights, dtype=losses.dtype, device=losses.device)
-        self.stats["batches"] += 1
+        self.position.stats["batches"] += 1
         return weighted_loss(losses, weights, info.normalizer)
 
-    def _rows(self, indices: np.ndarray) -> np.ndarray:
-        assert self._table is not None
-        return self._table[indices]
+    def _require_table(self) -> np.ndarray:
+        if self._table is None:
+            raise ValueError("this needs an embedding table, not a callable")
+        return self._table
 
     # ------------------------------------------------------------------ checkpoints
     def state_dict(self, *, include_sketch: bool | None = None) -> dict[str, Any]:
         """Position, look-ahead batches and (rank 0 by default) the sketch's exported state.
 
         Collective under ``torch.distributed``: every rank must call it."""
-        self.client.flush()
-        _barrier(self.world_size)
         include = self.rank == 0 if include_sketch is None else include_sketch
-        sketch = self.client.export_sketch(self.sketch_name) if include else None
-        _barrier(self.world_size)
+        sketch = self.session.export(include)
         return {
             "version": STATE_VERSION,
             "seed": self.seed,
             "rank": self.rank,
             "world_size": self.world_size,
-            "pass": self._pass,
-            "chunk": self._chunk,
-            "pending": list(self._pending),
-            "epoch": self._epoch,
-            "consumed": self._consumed,
-            "replay": [list(b) for b in (*self._inflight, *self._replay)],
-            "filter_batches": self._filter_batches,
-            "centered": self._centered,
-            "stats": dict(self.stats),
+            **self.position.state_dict(),
+            "centered": self.session.centered,
             "sketch": sketch,
         }
 
@@ -514,216 +404,20 @@ class NWSSampler:
                 f"the state is of seed {state['seed']} on {state['world_size']} ranks, this "
                 f"sampler is seed {self.seed} on {self.world_size}"
             )
-        if state.get("sketch") is not None:
-            self.client.import_sketch(self.sketch_name, state["sketch"], replace=True)
-        _barrier(self.world_size)
-        self._pass, self._chunk = int(state["pass"]), int(state["chunk"])
-        self._pending = [(int(i), float(w)) for i, w in state["pending"]]
-        self._epoch, self._consumed = int(state["epoch"]), int(state["consumed"])
-        self._inflight.clear()
-        self._replay = deque([[(int(i), float(w)) for i, w in b] for b in state["replay"]])
-        self._filter_batches = int(state["filter_batches"])
-        self._centered = bool(state["centered"]) or self._centered
-        self.stats = dict(state["stats"])
-
-    def _begin_epoch(self) -> int:
-        """Batches the next pass over the loader yields: the rest of an interrupted epoch."""
-        self._replay.extendleft(reversed(self._inflight))  # drawn by an abandoned iterator
-        self._inflight.clear()
-        return self.steps_per_epoch - self._consumed
+        self.session.restore(state.get("sketch"))
+        self.position.load_state_dict(state)
+        self.session.centered = bool(state["centered"]) or self.session.centered
 
     # ------------------------------------------------------------------ lifecycle
     def close(self) -> None:
         """Flush the updates, close the client, stop an embedded server this sampler started."""
-        try:
-            self.client.close()
-        finally:
-            _barrier(self.world_size)
-            if self._server is not None:
-                self._server.stop()
-                self._server = None
+        self.session.close()
 
     def __enter__(self) -> NWSSampler:
         return self
 
     def __exit__(self, *exc: object) -> None:
         self.close()
-
-
-# --------------------------------------------------------------------------- sampler mode
-
-
-class NWSBatchSampler:
-    """Yields ``steps_per_epoch`` full batches of ``(index, weight)`` keys per epoch."""
-
-    def __init__(self, nws: NWSSampler) -> None:
-        self.nws = nws
-
-    def __len__(self) -> int:
-        return self.nws.steps_per_epoch
-
-    def __iter__(self) -> Iterator[list[tuple[int, float]]]:
-        for _ in range(self.nws._begin_epoch()):
-            yield self.nws._next_batch()
-
-
-class IndexedDataset(Dataset):
-    """A map-style dataset whose items carry their index and weight (dict items get the keys
-    ``nws_index`` / ``nws_weight``; other items become ``(item, index, weight)``)."""
-
-    def __init__(self, dataset: Any) -> None:
-        self.dataset = dataset
-
-    def __len__(self) -> int:
-        return len(self.dataset)
-
-    def __getitem__(self, key: Any) -> Any:
-        index, weight = (key, 1.0) if isinstance(key, (int, np.integer)) else key
-        item = self.dataset[int(index)]
-        if isinstance(item, Mapping):
-            return {**item, INDEX_KEY: int(index), WEIGHT_KEY: float(weight)}
-        return (item, int(index), float(weight))
-
-
-class NWSCollate:
-    """The user's collate function on the items without the NWS fields; the fields are put back
-    into the batch as tensors (so they survive workers, pinning and device moves)."""
-
-    def __init__(self, collate: Callable[[list[Any]], Any]) -> None:
-        self.collate = collate
-
-    def __call__(self, items: list[Any]) -> Any:
-        if items and isinstance(items[0], Mapping):
-            indices = [it[INDEX_KEY] for it in items]
-            weights = [it[WEIGHT_KEY] for it in items]
-            plain = [
-                {k: v for k, v in it.items() if k not in (INDEX_KEY, WEIGHT_KEY)} for it in items
-            ]
-        else:
-            indices = [it[1] for it in items]
-            weights = [it[2] for it in items]
-            plain = [it[0] for it in items]
-        batch = self.collate(plain)
-        if not isinstance(batch, Mapping):
-            batch = {"batch": batch}
-        batch = dict(batch)
-        batch[INDEX_KEY] = torch.tensor(indices, dtype=torch.int64)
-        batch[WEIGHT_KEY] = torch.tensor(weights, dtype=torch.float64)
-        return batch
-
-
-class NWSLoader:
-    """Iterates a DataLoader and yields the user's batches; NWS's view is ``nws.current``."""
-
-    def __init__(self, nws: NWSSampler, loader: DataLoader, *, filter_mode: bool) -> None:
-        self.nws = nws
-        self.loader = loader
-        self.filter_mode = filter_mode
-
-    def __len__(self) -> int:
-        return len(self.loader)
-
-    def loss(self, losses: torch.Tensor, info: BatchInfo | None = None) -> torch.Tensor:
-        """:meth:`NWSSampler.loss`: the weighted loss of the batch just yielded."""
-        return self.nws.loss(losses, info)
-
-    def state_dict(self) -> dict[str, Any]:
-        return self.nws.state_dict()
-
-    def load_state_dict(self, state: Mapping[str, Any]) -> None:
-        self.nws.load_state_dict(state)
-
-    def __iter__(self) -> Iterator[Any]:
-        nws = self.nws
-        for batch in self.loader:
-            if self.filter_mode:
-                batch, info = nws._filter(batch)
-                nws.current = info
-            else:
-                info = nws.take(batch)
-                if set(batch) == {"batch"}:  # a non-dict collate result, wrapped
-                    batch = batch["batch"]
-            if isinstance(batch, dict):
-                batch = NWSBatch(batch)
-                batch.nws = info
-            yield batch
-
-
-class NWSBatch(dict):
-    """A dict batch with NWS's :class:`BatchInfo` attached as ``.nws``."""
-
-    nws: BatchInfo | None = None
-
-
-# --------------------------------------------------------------------------- losses
-
-
-def per_example_loss(
-    logits: torch.Tensor, labels: torch.Tensor, *, causal: bool = True
-) -> torch.Tensor:
-    """One loss per example: cross-entropy for classification logits [n, c]; the mean over
-    the valid tokens (labels != -100) for language-model logits [n, t, v] (shifted by one for
-    causal models)."""
-    if logits.dim() == 2:
-        return F.cross_entropy(logits.float(), labels, reduction="none")
-    if causal:
-        logits, labels = logits[:, :-1], labels[:, 1:]
-    tokens = F.cross_entropy(
-        logits.float().reshape(-1, logits.shape[-1]),
-        labels.reshape(-1),
-        reduction="none",
-        ignore_index=-100,
-    ).view(labels.shape)
-    valid = (labels != -100).to(tokens.dtype)
-    return (tokens * valid).sum(dim=1) / valid.sum(dim=1).clamp_min(1.0)
-
-
-# --------------------------------------------------------------------------- helpers
-
-
-def _to_numpy(x: Any) -> np.ndarray:
-    if isinstance(x, torch.Tensor):
-        return x.detach().cpu().numpy()
-    return np.asarray(x)
-
-
-def _get(batch: Any, key: str | None) -> Any:
-    if key is None:
-        return None
-    if isinstance(batch, Mapping):
-        return batch.get(key)
-    return getattr(batch, key, None)
-
-
-def _batch_len(batch: Any) -> int:
-    if isinstance(batch, Mapping):
-        first = next(iter(batch.values()))
-        return len(first)
-    if isinstance(batch, (list, tuple)):
-        return len(batch[0])
-    return len(batch)
-
-
-def _subset(batch: Any, keep: np.ndarray, m: int) -> Any:
-    """Rows ``keep`` of every per-row field (tensors, arrays, lists of length m)."""
-    idx = torch.from_numpy(keep)
-
-    def cut(v: Any) -> Any:
-        if isinstance(v, torch.Tensor) and v.dim() > 0 and v.shape[0] == m:
-            return v.index_select(0, idx.to(v.device))
-        if isinstance(v, np.ndarray) and v.ndim > 0 and v.shape[0] == m:
-            return v[keep]
-        if isinstance(v, list) and len(v) == m:
-            return [v[i] for i in keep]
-        return v
-
-    if isinstance(batch, Mapping):
-        return {k: cut(v) for k, v in batch.items()}
-    if isinstance(batch, tuple):
-        return tuple(cut(v) for v in batch)
-    if isinstance(batch, list) and not (len(batch) == m and not isinstance(batch[0], Sequence)):
-        return [cut(v) for v in batch]
-    return cut(batch)
 
 
 __all__ = [
