@@ -307,8 +307,8 @@ def test_wide_sketches_serialize_their_occupied_cells_only():
     assert torch.equal(restored.estimate(q).values, sketch.estimate(q).values)
 
 
-def test_full_sketches_stay_dense_and_version_1_snapshots_still_load(monkeypatch):
-    from nws_core import sketch as sketch_module
+def test_full_sketches_stay_dense_and_version_1_snapshots_still_load():
+    from nws_core import packing
 
     small = NWSketch(SketchConfig(dim=DIM, rows=4, bits=2, seed=1))
     small.update(np.random.default_rng(1).normal(size=(200, DIM)).astype(np.float32), [1.0] * 200)
@@ -316,22 +316,20 @@ def test_full_sketches_stay_dense_and_version_1_snapshots_still_load(monkeypatch
     dense = small.serialize()
     assert _arrays_equal(NWSketch.deserialize(dense), small)
     # A snapshot written before the sparse layout existed (format 1: no layout, dense arrays).
-    monkeypatch.setattr(sketch_module, "_FORMAT_VERSION", 1)
-    header, arrays_ = sketch_module._unpack(dense)
+    header, arrays_ = packing.unpack(dense)
     header.pop("layout")
     header.pop("arrays")
-    old = sketch_module._pack(header, arrays_)
-    monkeypatch.undo()
+    old = packing.pack(header, arrays_, version=1)
     assert _arrays_equal(NWSketch.deserialize(old), small)
 
 
 @pytest.mark.parametrize("damage", ["out_of_range", "unsorted", "short_values"])
 def test_sparse_snapshots_with_bad_cells_are_refused(damage):
-    from nws_core import sketch as sketch_module
+    from nws_core import packing
 
     sketch = NWSketch(SketchConfig(dim=DIM, rows=8, bits=12, seed=2))
     sketch.update(np.random.default_rng(2).normal(size=(20, DIM)).astype(np.float32), [2.0] * 20)
-    header, arrays_ = sketch_module._unpack(sketch.serialize())
+    header, arrays_ = packing.unpack(sketch.serialize())
     assert header["layout"] == "sparse"
     header.pop("arrays")
     cells = arrays_["cells"]
@@ -342,7 +340,7 @@ def test_sparse_snapshots_with_bad_cells_are_refused(damage):
     else:
         arrays_["top"] = arrays_["top"][:-1]
     with pytest.raises(DataLoss):
-        NWSketch.deserialize(sketch_module._pack(header, arrays_))
+        NWSketch.deserialize(packing.pack(header, arrays_))
 
 
 # ----------------------------------------------------------------- determinism
