@@ -12,7 +12,9 @@ from nws.v1 import sketch_pb2 as pb
 
 from nws_client.errors import InvalidArgument
 from nws_client.results import (
+    SampleResult,
     ScoreResult,
+    ServerStats,
     SketchConfig,
     SketchInfo,
     SketchStats,
@@ -45,11 +47,36 @@ def set_policy(request: pb.SampleRequest, policy: str, prune_rate: float | None)
         request.prune_rate = prune_rate
 
 
-def check_prune_rate(prune_rate: float | None, exc: Exception) -> None:
-    """The server's check of prune_rate, for a fallback answer."""
-    r = prune_rate
-    if r is not None and not (isinstance(r, (int, float)) and 0.0 <= r < 1.0):
-        raise InvalidArgument(f"prune_rate must be in [0, 1), got {r!r}") from exc
+def set_optional(request: Any, **fields: float | int | None) -> None:
+    """Set the optional fields of a request that are not None (unset: the server's default)."""
+    for name, value in fields.items():
+        if value is not None:
+            setattr(request, name, value)
+
+
+def sample_from_proto(msg: pb.SampleResponse, ratio: float) -> SampleResult:
+    """The answer to a Sample request made with ``ratio`` (0: unset, the server chose)."""
+    return SampleResult(
+        accepted=np.array(msg.accepted, dtype=bool),
+        weights=np.array(msg.weights, dtype=np.float64),
+        probabilities=np.array(msg.probabilities, dtype=np.float64),
+        estimates=np.array(msg.estimates, dtype=np.float64),
+        prior_used=np.array(msg.prior_used, dtype=bool),
+        warmup=msg.warmup,
+        # a server from before the automatic ratio answers 0: the ratio it drew with
+        ratio=msg.ratio or (1.0 if msg.warmup else ratio),
+        cv=msg.cv,
+        variance_factor=msg.variance_factor or 1.0,
+    )
+
+
+def server_from_proto(msg: pb.ServerStats) -> ServerStats:
+    fields = {
+        f.name: getattr(msg, f.name)
+        for f in dataclasses.fields(ServerStats)
+        if f.name != "started_at"
+    }
+    return ServerStats(started_at=timestamp(msg.start_time), **fields)
 
 
 def as_batch(embeddings: Any, name: str = "embeddings") -> np.ndarray:

@@ -30,14 +30,13 @@ score, update, ...) always raises when the server cannot be reached.
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import threading
 import uuid
 from collections.abc import Callable, Iterator, Sequence
 from types import TracebackType
-from typing import Any, Literal, TypeVar
+from typing import Any, Literal
 
 import grpc
 import numpy as np
@@ -45,6 +44,13 @@ from nws.v1 import sketch_pb2 as pb
 from nws.v1 import sketch_pb2_grpc
 
 from nws_client import _wire
+from nws_client._channel import (
+    NOT_RETRIED_METHODS,
+    RETRIED_METHODS,
+    SERVICE_CONFIG,
+    channel_options,
+    open_channel,
+)
 from nws_client._fork import GATE
 from nws_client._streamer import UpdateStreamer
 from nws_client.errors import (
@@ -54,11 +60,17 @@ from nws_client.errors import (
     Unavailable,
     from_rpc_error,
 )
+from nws_client.fallback import (
+    ON_UNAVAILABLE,
+    OnUnavailable,
+    fallback_ratio,
+    fallback_sample,
+    is_auto,
+)
 from nws_client.results import (
     ClientStats,
     SampleResult,
     ScoreResult,
-    ServerStats,
     SketchConfig,
     SketchInfo,
     Stats,
@@ -67,55 +79,8 @@ from nws_client.results import (
 
 log = logging.getLogger("nws_client")
 
-OnUnavailable = Literal["raise", "accept_all", "uniform"]
 Ratio = float | Literal["auto"]
 SketchInfos = list[SketchInfo]
-T = TypeVar("T")
-
-SERVICE = "nws.v1.SketchService"
-
-#: Methods whose UNAVAILABLE is retried (gRFC A6): those that only read, CreateSketch (idempotent:
-#: a retry finds the sketch it created and answers ``created`` False), Snapshot (writes the
-#: current state again at most), and the mutations that carry a request id the server
-#: deduplicates, also across a restart (Update, StreamUpdates, Decay, SetCenter, MergeSketch: the
-#: client makes one fresh id per call, and a retry resends the same request bytes, so the same id).
-RETRIED_METHODS = (
-    "CreateSketch",
-    "GetSketch",
-    "ListSketches",
-    "Score",
-    "Sample",
-    "Update",
-    "StreamUpdates",
-    "Decay",
-    "SetCenter",
-    "MergeSketch",
-    "Stats",
-    "Snapshot",
-    "ExportSketch",
-)
-#: Mutations without a request id, never retried: a retry after a lost reply would find the
-#: change applied and report an error (NOT_FOUND, ALREADY_EXISTS) for a call that succeeded.
-#: Their UNAVAILABLE reaches the caller, who can check the sketch (get / list) and call again.
-NOT_RETRIED_METHODS = ("DeleteSketch", "ImportSketch")
-
-#: Retries declared to gRPC: UNAVAILABLE of the :data:`RETRIED_METHODS` is retried with
-#: exponential backoff within the call's deadline. The other methods get no retry policy (gRPC
-#: still transparently retries a call that never reached the server's application).
-SERVICE_CONFIG = {
-    "methodConfig": [
-        {
-            "name": [{"service": SERVICE, "method": method} for method in RETRIED_METHODS],
-            "retryPolicy": {
-                "maxAttempts": 5,
-                "initialBackoff": "0.05s",
-                "maxBackoff": "1s",
-                "backoffMultiplier": 2,
-                "retryableStatusCodes": ["UNAVAILABLE"],
-            },
-        }
-    ]
-}
 
 _abandoned_channels: list[grpc.Channel] = []  # a parent's channels, never touched in a child
 
@@ -154,7 +119,7 @@ class SketchClient:
         auth_token: str | None = None,
         tls: bool | str | os.PathLike[str] = False,
     ) -> None:
-        if on_unavailable not in ("raise", "accept_all", "uniform"):
+        if on_unavailable not in ON_UNAVAILABLE:
             raise ValueError(
                 f"on_unavailable must be 'raise', 'accept_all' or 'uniform', got {on_unavailable!r}"
             )
@@ -179,20 +144,7 @@ class SketchClient:
         self.on_unavailable: OnUnavailable = on_unavailable
         self.max_buffered_updates = max_buffered_updates
         self.wire_dtype = wire_dtype
-        self._options: list[tuple[str, Any]] = [
-            ("grpc.service_config", json.dumps(SERVICE_CONFIG)),
-            ("grpc.enable_retries", 1),
-            # A channel of its own, never a subchannel shared through the global pool (which a
-            # forked child would otherwise inherit from its parent).
-            ("grpc.use_local_subchannel_pool", 1),
-            # Notice a restarted server within seconds (gRPC's default waits up to 2 minutes).
-            ("grpc.initial_reconnect_backoff_ms", 100),
-            ("grpc.min_reconnect_backoff_ms", 100),
-            ("grpc.max_reconnect_backoff_ms", 2000),
-            ("grpc.max_send_message_length", max_message_bytes),
-            ("grpc.max_receive_message_length", max_message_bytes),
-            *options,
-        ]
+        self._options = channel_options(max_message_bytes, options)
         self._closed = False
         self._init_process_state()
 
@@ -319,51 +271,40 @@ class SketchClient:
         """
         x = _wire.as_batch(embeddings)
         prune = _wire.is_prune(policy, ratio)
-        auto = ratio is not None and _is_auto(ratio)
+        auto = ratio is not None and is_auto(ratio)
         target = 0.0 if auto or ratio is None else float(ratio)  # 0: unset, the server chooses
         request = pb.SampleRequest(
             name=name, embeddings=self._tensor(x), ratio=target, rank=rank, auto_ratio=auto
         )
-        if ratio_min is not None:
-            request.ratio_min = ratio_min
-        if auto_threshold is not None:
-            request.auto_threshold = auto_threshold
-        if p_min is not None:
-            request.p_min = p_min
-        if seed is not None:
-            request.seed = seed
-        if power is not None:
-            request.power = power
-        if baseline_quantile is not None:
-            request.baseline_quantile = baseline_quantile
-        if temper is not None:
-            request.temper = temper
+        _wire.set_optional(
+            request,
+            ratio_min=ratio_min,
+            auto_threshold=auto_threshold,
+            p_min=p_min,
+            seed=seed,
+            power=power,
+            baseline_quantile=baseline_quantile,
+            temper=temper,
+        )
         _wire.set_policy(request, policy, prune_rate)
         try:
             response = self._call("Sample", request)
         except (Unavailable, DeadlineExceeded) as exc:
             if self.on_unavailable == "raise":
                 raise
-            if prune:
-                _wire.check_prune_rate(prune_rate, exc)
-                return self._fallback_sample(x.shape[0], 1.0, seed, exc)
-            if auto:
-                _check_auto(ratio_min, auto_threshold, exc)
-            elif ratio_min is not None or auto_threshold is not None:
-                raise InvalidArgument("ratio_min and auto_threshold need ratio='auto'") from exc
-            return self._fallback_sample(x.shape[0], 1.0 if auto else target, seed, exc)
-        return SampleResult(
-            accepted=np.array(response.accepted, dtype=bool),
-            weights=np.array(response.weights, dtype=np.float64),
-            probabilities=np.array(response.probabilities, dtype=np.float64),
-            estimates=np.array(response.estimates, dtype=np.float64),
-            prior_used=np.array(response.prior_used, dtype=bool),
-            warmup=response.warmup,
-            # a server from before the automatic ratio answers 0: the ratio it drew with
-            ratio=response.ratio or (1.0 if response.warmup else target),
-            cv=response.cv,
-            variance_factor=response.variance_factor or 1.0,
-        )
+            drawn_with = fallback_ratio(
+                target,
+                auto=auto,
+                prune=prune,
+                prune_rate=prune_rate,
+                ratio_min=ratio_min,
+                auto_threshold=auto_threshold,
+                exc=exc,
+            )
+            answer = fallback_sample(self.on_unavailable, x.shape[0], drawn_with, seed, exc)
+            self._count_fallback(x.shape[0], exc)
+            return answer
+        return _wire.sample_from_proto(response, target)
 
     def update(
         self, name: str, embeddings: Any, values: Any, *, request_id: str | None = None
@@ -437,19 +378,8 @@ class SketchClient:
     def stats(self, name: str | None = None) -> Stats:
         """Server statistics, those of every sketch (or of ``name``), and this client's."""
         response = self._call("Stats", pb.StatsRequest(name=name or ""))
-        s = response.server
         return Stats(
-            server=ServerStats(
-                version=s.version,
-                device=s.device,
-                started_at=_wire.timestamp(s.start_time),
-                uptime_seconds=s.uptime_seconds,
-                sketches=s.sketches,
-                micro_batching=s.micro_batching,
-                store=s.store,
-                restored_sketches=s.restored_sketches,
-                replayed_records=s.replayed_records,
-            ),
+            server=_wire.server_from_proto(response.server),
             sketches={k: _wire.stats_from_proto(v) for k, v in response.sketches.items()},
             client=self.client_stats(),
         )
@@ -520,13 +450,9 @@ class SketchClient:
         if stub is None:
             with self._lock:
                 if self._stub is None:
-                    if self._tls:
-                        credentials = grpc.ssl_channel_credentials(self._tls_roots)
-                        self._channel = grpc.secure_channel(
-                            self.target, credentials, options=self._options
-                        )
-                    else:
-                        self._channel = grpc.insecure_channel(self.target, options=self._options)
+                    self._channel = open_channel(
+                        self.target, self._options, tls=self._tls, roots=self._tls_roots
+                    )
                     self._stub = sketch_pb2_grpc.SketchServiceStub(self._channel)
                 stub = self._stub
         return stub
@@ -601,57 +527,25 @@ class SketchClient:
             self._request_seq += 1
             return f"{self._request_prefix}-{self._request_seq}"
 
-    def _fallback_sample(
-        self, n: int, ratio: float, seed: int | None, exc: NWSClientError
-    ) -> SampleResult:
-        if not (isinstance(ratio, (int, float)) and 0.0 < ratio <= 1.0):
-            raise InvalidArgument(f"ratio must be in (0, 1], got {ratio}") from exc
+    def _count_fallback(self, rows: int, exc: NWSClientError) -> None:
+        """Count a fallback answer; warn at the first of an outage."""
         with self._lock:
             warn, self._outage = not self._outage, True
             self._fallbacks += 1
-            self._fallback_rows += n
+            self._fallback_rows += rows
         if warn:
             log.warning(
                 "sketch server unreachable (%s): sampling falls back to %r until it is back",
                 exc,
                 self.on_unavailable,
             )
-        if self.on_unavailable == "accept_all":
-            accepted = np.ones(n, dtype=bool)
-            probabilities = np.ones(n)
-        else:
-            accepted = np.random.default_rng(seed).random(n) < ratio
-            probabilities = np.full(n, float(ratio))
-        return SampleResult(
-            accepted=accepted,
-            weights=np.where(accepted, 1.0 / probabilities, 0.0),
-            probabilities=probabilities,
-            estimates=np.full(n, np.nan),
-            prior_used=np.zeros(n, dtype=bool),
-            warmup=False,
-            fallback=True,
-            ratio=float(probabilities[0]) if n else float(ratio),
-            variance_factor=1.0,
-        )
 
 
-def _is_auto(ratio: Ratio) -> bool:
-    if isinstance(ratio, str):
-        if ratio != "auto":
-            raise InvalidArgument(f"ratio must be a number in (0, 1] or 'auto', got {ratio!r}")
-        return True
-    return False
-
-
-def _check_auto(ratio_min: float | None, auto_threshold: float | None, exc: Exception) -> None:
-    """The server's checks of the automatic ratio's settings, for a fallback answer."""
-    if ratio_min is not None and not (
-        isinstance(ratio_min, (int, float)) and 0.0 < ratio_min <= 1.0
-    ):
-        raise InvalidArgument(f"ratio_min must be in (0, 1], got {ratio_min!r}") from exc
-    if auto_threshold is not None and not (
-        isinstance(auto_threshold, (int, float)) and 0.0 <= auto_threshold < float("inf")
-    ):
-        raise InvalidArgument(
-            f"auto_threshold must be a finite number >= 0, got {auto_threshold!r}"
-        ) from exc
+__all__ = [
+    "NOT_RETRIED_METHODS",
+    "RETRIED_METHODS",
+    "SERVICE_CONFIG",
+    "OnUnavailable",
+    "Ratio",
+    "SketchClient",
+]

@@ -58,23 +58,9 @@ def test_reflection_lists_and_describes_the_service(channel: grpc.Channel) -> No
     assert "grpc.health.v1.Health" in services
     pool = descriptor_pool.DescriptorPool(database)
     service = pool.FindServiceByName("nws.v1.SketchService")
-    assert {m.name for m in service.methods} == {
-        "CreateSketch",
-        "GetSketch",
-        "ListSketches",
-        "DeleteSketch",
-        "Score",
-        "Sample",
-        "Update",
-        "StreamUpdates",
-        "Decay",
-        "SetCenter",
-        "MergeSketch",
-        "Stats",
-        "Snapshot",
-        "ExportSketch",
-        "ImportSketch",
-    }
+    served = sketch_pb2.DESCRIPTOR.services_by_name["SketchService"]
+    assert {m.name for m in service.methods} == {m.name for m in served.methods}
+    assert {"Sample", "StreamUpdates", "MergeSketch"} <= {m.name for m in service.methods}
     tensor = pool.FindMessageTypeByName("nws.v1.Tensor")
     assert [f.name for f in tensor.fields] == ["dtype", "shape", "data"]
 
