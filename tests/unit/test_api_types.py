@@ -17,7 +17,7 @@ import pytest
 from nws.v1 import sketch_pb2 as pb
 
 from nws_client import results
-from nws_server import rest
+from nws_server import rest_models as rest
 from nws_server import results as server_results
 
 #: Fields that exist on one side only, by design: (API type, proto message) -> API-only fields.
