@@ -8,8 +8,8 @@ import pytest
 
 from nws_core import policy
 from nws_core.errors import InvalidArgument
+from nws_trainer.anchors import InfoBatchSelector, LossTable, LossTableSelector
 from nws_trainer.data import TextDataset, with_duplicates
-from nws_trainer.selection import InfoBatchSelector, LossTable, LossTableSelector
 
 
 @pytest.mark.parametrize(

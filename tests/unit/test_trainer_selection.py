@@ -9,18 +9,16 @@ import torch
 from nws_core.policy import sample
 from nws_core.sketch import SketchConfig
 from nws_trainer.backends import InProcessBackend, SketchBackend
+from nws_trainer.batching import FillBatcher, ShrinkBatcher, make_batcher
 from nws_trainer.loader import CandidateStream, Tokens, epoch_permutation
 from nws_trainer.loss import weighted_loss
 from nws_trainer.selection import (
     EmbeddingTable,
-    FillBatcher,
     KeepAll,
     SelectedChunk,
-    ShrinkBatcher,
     SketchSelector,
     UniformSelector,
     chunk_seed,
-    make_batcher,
     select_by_scores,
 )
 

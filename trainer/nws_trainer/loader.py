@@ -22,14 +22,8 @@ import torch
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
 from nws_trainer.anneal import Anneal
-from nws_trainer.selection import (
-    Batching,
-    KeepAll,
-    Selector,
-    TrainBatch,
-    chunk_seed,
-    make_batcher,
-)
+from nws_trainer.batching import make_batcher
+from nws_trainer.selection import Batching, KeepAll, Selector, TrainBatch, chunk_seed
 
 _INT_DTYPES = {"input_ids": np.int32, "attention_mask": np.int8, "token_type_ids": np.int8}
 

@@ -1,13 +1,9 @@
-"""Selecting candidates and batching the kept ones: the reusable core of every sampled strategy.
+"""Selecting candidates: the reusable core of every sampled strategy.
 
 A *selector* looks at a chunk of candidate examples and decides which to keep and with what
-importance weight (:class:`SelectedChunk`). A *batcher* turns the stream of selected chunks into
-training batches (:class:`TrainBatch`), in one of two modes:
-
-- ``fill``: kept examples accumulate until a full batch, so every optimizer step trains
-  ``batch_size`` informative examples; the loss is self-normalised (see :mod:`nws_trainer.loss`).
-- ``shrink`` (the paper's): every candidate chunk becomes one batch made of its kept part, so steps
-  get cheaper; the loss is divided by the chunk's candidate count.
+importance weight (:class:`SelectedChunk`); a *batcher* (:mod:`nws_trainer.batching`) turns the
+stream of selected chunks into training batches (:class:`TrainBatch`). The O(N) selectors the
+sketch is measured against (a table of last losses, InfoBatch) are :mod:`nws_trainer.anchors`.
 
 Selectors that need only embeddings (keep-all, uniform, the sketch) run in loader workers; the
 ones that need the current model (``nws-live``, ``selective-backprop``) run in the trainer and use
@@ -17,13 +13,11 @@ ones that need the current model (``nws-live``, ``selective-backprop``) run in t
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, Protocol
 
 import numpy as np
-import torch
 
 from nws_client.results import SampleResult
 from nws_core import policy
@@ -107,101 +101,6 @@ def chunk_seed(seed: int, epoch: int, chunk: int) -> int:
     """A well-mixed 63-bit draw seed for one candidate chunk (reproducible for a run seed)."""
     state = np.random.SeedSequence([seed, epoch, chunk]).generate_state(2, dtype=np.uint32)
     return (int(state[0]) << 31) ^ int(state[1])
-
-
-# ---------------------------------------------------------------------------------- batchers
-
-
-class Batcher(Protocol):
-    def add(self, chunk: SelectedChunk) -> Iterator[TrainBatch]: ...
-
-    def finish(self) -> Iterator[TrainBatch]: ...
-
-
-def _rows(chunk: SelectedChunk) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    keep = chunk.accepted
-    est = (
-        chunk.estimates[keep]
-        if chunk.estimates is not None
-        else np.full(int(keep.sum()), np.nan, dtype=np.float64)
-    )
-    warm = np.full(int(keep.sum()), chunk.warmup, dtype=bool)
-    return chunk.indices[keep], chunk.weights[keep], est, warm
-
-
-class FillBatcher:
-    """Accumulate kept examples into full batches of ``batch_size`` (self-normalised loss)."""
-
-    def __init__(self, batch_size: int) -> None:
-        self.batch_size = batch_size
-        self._parts: list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]] = []
-        self._pending = 0
-        self._stats = ChunkStats()
-
-    def add(self, chunk: SelectedChunk) -> Iterator[TrainBatch]:
-        self._stats.add(chunk.stats())
-        part = _rows(chunk)
-        if part[0].size:
-            self._parts.append(part)
-            self._pending += int(part[0].size)
-        while self._pending >= self.batch_size:
-            yield self._take(self.batch_size)
-
-    def finish(self) -> Iterator[TrainBatch]:
-        """Emit the last, partial batch (if any kept examples remain)."""
-        if self._pending:
-            yield self._take(self._pending)
-
-    def _take(self, m: int) -> TrainBatch:
-        idx, w, est, warm = (np.concatenate(c) for c in zip(*self._parts, strict=True))
-        rest = (idx[m:], w[m:], est[m:], warm[m:])
-        self._parts = [rest] if rest[0].size else []
-        self._pending = int(rest[0].size)
-        stats, self._stats = self._stats, ChunkStats()
-        return TrainBatch(
-            indices=idx[:m].astype(np.int64),
-            weights=w[:m].astype(np.float32),
-            estimates=est[:m],
-            warmup=warm[:m],
-            normalizer=None,
-            stats=stats,
-        )
-
-
-class ShrinkBatcher:
-    """One batch per candidate chunk, made of its kept part; loss divided by the chunk size.
-
-    A chunk with nothing kept yields no batch; its statistics ride on the next batch.
-    """
-
-    def __init__(self) -> None:
-        self._stats = ChunkStats()
-
-    def add(self, chunk: SelectedChunk) -> Iterator[TrainBatch]:
-        self._stats.add(chunk.stats())
-        idx, w, est, warm = _rows(chunk)
-        if not idx.size:
-            return
-        stats, self._stats = self._stats, ChunkStats()
-        yield TrainBatch(
-            indices=idx.astype(np.int64),
-            weights=w.astype(np.float32),
-            estimates=est,
-            warmup=warm,
-            normalizer=float(chunk.indices.size),
-            stats=stats,
-        )
-
-    def finish(self) -> Iterator[TrainBatch]:
-        return iter(())
-
-
-def make_batcher(batching: Batching, batch_size: int) -> Batcher:
-    if batching == "fill":
-        return FillBatcher(batch_size)
-    if batching == "shrink":
-        return ShrinkBatcher()
-    raise ValueError(f"batching must be 'fill' or 'shrink', got {batching!r}")
 
 
 # --------------------------------------------------------------------------------- selectors
@@ -409,110 +308,3 @@ def select_by_scores(
         estimates=np.asarray(scores, dtype=np.float64),
         seconds=time.perf_counter() - start,
     )
-
-
-# ------------------------------------------------------------------ O(N) anchors of the sketch
-
-
-class LossTable:
-    """Each training example's last observed loss: O(N) memory, the sketch's yardstick.
-
-    Backed by a torch tensor in shared memory, so spawned loader workers read the values the
-    trainer writes. Rows never trained on have no loss; :meth:`scores` gives them the mean of the
-    observed ones (the sketch's prior, for a like-for-like comparison).
-    """
-
-    def __init__(self, n: int) -> None:
-        self._values = torch.full((n,), float("nan"), dtype=torch.float64).share_memory_()
-        self._count = torch.zeros(1, dtype=torch.int64).share_memory_()
-
-    def __len__(self) -> int:
-        return int(self._values.shape[0])
-
-    @property
-    def observations(self) -> int:
-        """Losses written so far (repeats included)."""
-        return int(self._count.item())
-
-    def update(self, indices: np.ndarray, losses: np.ndarray) -> None:
-        idx = torch.from_numpy(np.asarray(indices, dtype=np.int64))
-        self._values[idx] = torch.from_numpy(np.asarray(losses, dtype=np.float64))
-        self._count += int(idx.numel())
-
-    def mean(self) -> float | None:
-        """Mean of the latest loss of every row seen so far; None before any."""
-        v = self._values.numpy()
-        seen = ~np.isnan(v)
-        return float(v[seen].mean()) if seen.any() else None
-
-    def lookup(self, indices: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """(latest losses with NaN for unseen rows, unseen mask)."""
-        v = self._values.numpy()[np.asarray(indices, dtype=np.int64)]
-        return v, np.isnan(v)
-
-    def scores(self, indices: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """(scores, prior used): the latest loss, or the mean of the seen rows where unseen."""
-        v, unseen = self.lookup(indices)
-        prior = self.mean()
-        return np.where(unseen, 1.0 if prior is None else prior, v), unseen
-
-
-@dataclass
-class LossTableSelector:
-    """The ``loss-table`` strategy: ``nws``'s policy, fed by a :class:`LossTable`, not a sketch.
-
-    Same warm-up (everything kept with weight 1 until ``warmup`` losses were observed), same
-    water-filled probabilities, floor and weights; isolates what the sketch's estimates add.
-    """
-
-    table: LossTable
-    ratio: float
-    p_min: float
-    warmup: int
-    rule: policy.SamplingPolicy = field(default_factory=policy.SamplingPolicy)
-
-    def __call__(self, indices: np.ndarray, seed: int, epoch: int = 0) -> SelectedChunk:
-        start = time.perf_counter()
-        scores, unseen = self.table.scores(indices)
-        warm = policy.in_warmup(self.table.observations, self.warmup)
-        accepted, weights, _ = self.rule.draw(scores, self.ratio, self.p_min, seed, warm=warm)
-        return SelectedChunk(
-            indices,
-            accepted,
-            weights,
-            scores,
-            unseen,
-            warmup=warm,
-            seconds=time.perf_counter() - start,
-        )
-
-
-@dataclass
-class InfoBatchSelector:
-    """The ``infobatch`` strategy (Qin et al., ICLR 2024), as an epoch-level rule.
-
-    Each example's score is its last observed loss (a :class:`LossTable`). In every epoch before
-    ``anneal * epochs``, an example whose score is below the mean score is pruned with probability
-    ``prune`` and, if kept, trained with weight 1 / (1 - prune) (unbiased); examples at or above
-    the mean, and examples never trained on, are always kept. The last epochs train on everything.
-    The mean is taken over the table when a chunk is drawn (the paper takes it at the epoch's
-    start: the same up to the losses written during the epoch).
-    """
-
-    table: LossTable
-    prune: float
-    anneal: float
-    epochs: int
-
-    def __call__(self, indices: np.ndarray, seed: int, epoch: int = 0) -> SelectedChunk:
-        start = time.perf_counter()
-        n = indices.size
-        values, unseen = self.table.lookup(indices)
-        mean = self.table.mean()
-        if epoch >= self.anneal * self.epochs or mean is None or self.prune == 0:
-            return SelectedChunk(indices, np.ones(n, dtype=bool), np.ones(n))
-        well_learned = ~unseen & (np.nan_to_num(values, nan=np.inf) < mean)
-        dropped = well_learned & (np.random.default_rng(seed).random(n) < self.prune)
-        accepted = ~dropped
-        weights = np.where(accepted, np.where(well_learned, 1.0 / (1.0 - self.prune), 1.0), 0.0)
-        return SelectedChunk(indices, accepted, weights, seconds=time.perf_counter() - start)

@@ -17,13 +17,12 @@ from typing import TYPE_CHECKING, ClassVar
 import numpy as np
 
 from nws_core.keep_ratio import AutoRatio
+from nws_trainer.anchors import InfoBatchSelector, LossTableSelector
 from nws_trainer.config import SAMPLED, SKETCHED, TABLED, TRAINER_SIDE, TrainConfig
 from nws_trainer.evaluate import Forward
 from nws_trainer.selection import (
     Batching,
-    InfoBatchSelector,
     KeepAll,
-    LossTableSelector,
     RS2Selector,
     SelectedChunk,
     Selector,

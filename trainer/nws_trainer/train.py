@@ -34,7 +34,9 @@ from nws_core.errors import InvalidArgument
 from nws_core.sketch import SketchConfig
 from nws_core.sketch import resolve_device as _core_resolve_device
 from nws_trainer import accounting, anneal
+from nws_trainer.anchors import LossTable
 from nws_trainer.backends import InProcessBackend, SketchBackend
+from nws_trainer.batching import make_batcher
 from nws_trainer.budget import budget_steps, candidate_epochs, planned_steps
 from nws_trainer.clock import Clock
 from nws_trainer.config import ConfigError, TrainConfig
@@ -47,13 +49,7 @@ from nws_trainer.models import load_classifier
 from nws_trainer.plots import plot_curves
 from nws_trainer.prepare import Prepared, StaticEmbeddings, prepare, static_embeddings
 from nws_trainer.probe import probe
-from nws_trainer.selection import (
-    LossTable,
-    TrainBatch,
-    chunk_seed,
-    make_batcher,
-    normalize_rows,
-)
+from nws_trainer.selection import TrainBatch, chunk_seed, normalize_rows
 from nws_trainer.strategies import strategy_for
 
 Log = Callable[[str], None]
