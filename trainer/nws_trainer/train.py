@@ -41,14 +41,14 @@ from nws_trainer.budget import budget_steps, candidate_epochs, planned_steps
 from nws_trainer.clock import Clock
 from nws_trainer.config import ConfigError, TrainConfig
 from nws_trainer.diagnostics import Window
-from nws_trainer.evaluate import evaluate, forward_no_grad
+from nws_trainer.evaluate import forward_no_grad
+from nws_trainer.evaluations import record_evaluation
 from nws_trainer.grpc_backend import grpc_factory
 from nws_trainer.loader import CandidateStream, collate, make_loader
 from nws_trainer.loss import per_example_loss, residual_norm, weighted_loss
 from nws_trainer.models import load_classifier
 from nws_trainer.plots import plot_curves
 from nws_trainer.prepare import Prepared, StaticEmbeddings, prepare, static_embeddings
-from nws_trainer.probe import probe
 from nws_trainer.selection import TrainBatch, chunk_seed, normalize_rows
 from nws_trainer.strategies import strategy_for
 
@@ -266,7 +266,7 @@ class Trainer:
             )
             try:
                 if cfg.eval_at_start:
-                    self._evaluate(metrics)
+                    record_evaluation(self, metrics)
                 loader = make_loader(stream, cfg.num_workers)
                 batches: Iterator[TrainBatch] = iter(loader)
                 if self.strategy.selects_in_trainer:
@@ -280,7 +280,7 @@ class Trainer:
                     self.backend.flush()
                     self.totals["update"] += time.perf_counter() - start
                 if not self.rows or self.rows[-1]["step"] != self.step:
-                    self._evaluate(metrics)
+                    record_evaluation(self, metrics)
             finally:
                 self._bar.close()
                 self._bar = None
@@ -325,7 +325,7 @@ class Trainer:
                 self.anneal.steps_done(self.step)
             self._bar.update(1)
             if self.step % cfg.eval_every == 0:
-                self._evaluate(metrics)
+                record_evaluation(self, metrics)
             if cfg.max_steps is not None and self.step >= cfg.max_steps:
                 return "max_steps"
             if self.budget is not None and self.step >= self.budget:
@@ -440,53 +440,6 @@ class Trainer:
         return collate(batch, self.prep.train_tokens, self.train_labels)
 
     # ------------------------------------------------------------------------------ evaluation
-    def _evaluate(self, metrics: TextIO) -> None:
-        cfg = self.cfg
-        with self.clock.paused():
-            start = time.perf_counter()
-            acc, loss = evaluate(
-                self.model,
-                self.prep.test_tokens,
-                self.test_labels,
-                cfg.eval_batch_size,
-                self.device,
-            )
-            probe_row = probe(self)
-            eval_seconds = time.perf_counter() - start
-        self.totals["eval"] += eval_seconds
-        emb_seconds = self.embeddings.compute_seconds if self.embeddings is not None else 0.0
-        row: dict[str, Any] = {
-            "step": self.step,
-            "epoch": self.epoch,
-            "train_seconds": self.clock.seconds,
-            "wall_seconds": self.clock.seconds + emb_seconds,
-            "eval_seconds": eval_seconds,
-            "examples_forwarded": self.forwarded,
-            "examples_backpropagated": self.backpropagated,
-            "candidates_seen": self.candidates,
-            "ledger": accounting.ledger(self),
-            "test_accuracy": acc,
-            "test_loss": loss,
-            "lr": self.scheduler.get_last_lr()[0],
-            **self.window.row(),
-            **probe_row,
-        }
-        self.rows.append(row)
-        metrics.write(json.dumps(row) + "\n")
-        metrics.flush()
-        parts = [
-            f"step {self.step:5d}",
-            f"{row['train_seconds']:7.1f} s",
-            f"acc {acc:.4f}",
-            f"loss {loss:.4f}",
-        ]
-        if row["acceptance_rate"] is not None and self.strategy.sampled:
-            parts.append(f"accept {row['acceptance_rate']:.2f}")
-        if row["spearman_trained"] is not None:
-            parts.append(f"rho(est,loss) {row['spearman_trained']:.2f}")
-        if row.get("probe_spearman") is not None:
-            parts.append(f"rho(probe) {row['probe_spearman']:.2f}")
-        self.log("  " + " | ".join(parts))
 
 
 def default_backend_factory(cfg: TrainConfig) -> BackendFactory:
