@@ -158,13 +158,21 @@ class NWSketch:
             )
         return as_embeddings(as_row(center), self._config.dim, "center")[0].to(torch.float32)
 
-    def update(self, embeddings: Any, values: Any) -> None:
-        """Add (embedding, value) pairs. All-or-nothing: bad input raises and changes nothing."""
-        x = as_embeddings(embeddings, self._config.dim)
-        n = x.shape[0]
-        if n == 0:
-            raise InvalidArgument("update needs at least one row, got an empty batch")
-        y = as_values(values, n)
+    def update(self, embeddings: Any, values: Any, *, validated: bool = False) -> None:
+        """Add (embedding, value) pairs. All-or-nothing: bad input raises and changes nothing.
+
+        ``validated``: the caller has checked the batch with :func:`as_embeddings` (a non-empty
+        [n, dim] float tensor) and :func:`as_values` (n finite float64), as a server does once
+        at its boundary; the engine then trusts it instead of checking it again."""
+        if validated:
+            x, y = embeddings, values
+            n = x.shape[0]
+        else:
+            x = as_embeddings(embeddings, self._config.dim)
+            n = x.shape[0]
+            if n == 0:
+                raise InvalidArgument("update needs at least one row, got an empty batch")
+            y = as_values(values, n)
         idx = self._hasher.flat_index(x.to(self.device, torch.float32)).reshape(-1)
         rows = self._config.rows
         y_dev = y.to(self.device, self._top.dtype)
@@ -177,9 +185,10 @@ class NWSketch:
         self._value_sum += float(y.sum())
         self._updates += 1
 
-    def estimate(self, embeddings: Any) -> Estimates:
-        """Estimated value per row, with the support and whether the prior was used."""
-        x = as_embeddings(embeddings, self._config.dim)
+    def estimate(self, embeddings: Any, *, validated: bool = False) -> Estimates:
+        """Estimated value per row, with the support and whether the prior was used
+        (``validated``: as in :meth:`update`, the batch was checked by :func:`as_embeddings`)."""
+        x = embeddings if validated else as_embeddings(embeddings, self._config.dim)
         n = x.shape[0]
         if n == 0:
             empty = torch.zeros(0, dtype=torch.float64)

@@ -96,14 +96,15 @@ class LiveSketch:
 
     # ------------------------------------------------------------------ reads
     def estimate(self, x: torch.Tensor) -> tuple[Estimates, int]:
-        """Estimates of validated rows, with the observation count they were computed at."""
+        """Estimates of rows validated at the boundary (not checked again), with the
+        observation count they were computed at."""
         if self._coalescer is not None:
             return self._coalescer.submit(x)
         with self.lock:
             return self._estimate_locked(x)
 
     def _estimate_locked(self, x: torch.Tensor) -> tuple[Estimates, int]:
-        return self.sketch.estimate(x), self.sketch.observations
+        return self.sketch.estimate(x, validated=True), self.sketch.observations
 
     def status(self) -> SketchStats:
         with self.lock:

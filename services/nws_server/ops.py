@@ -45,7 +45,8 @@ class Mutation(Protocol):
 
 @dataclass(frozen=True)
 class Update:
-    """Add observed values at validated embeddings (``<f4`` [n, dim], ``<f8`` [n])."""
+    """Add observed values at validated embeddings (``<f4`` [n, dim], ``<f8`` [n]): checked
+    once at the boundary (or, replayed, when they were journaled), not again by the engine."""
 
     embeddings: torch.Tensor
     values: torch.Tensor
@@ -61,7 +62,7 @@ class Update:
         )
 
     def apply(self, sketch: NWSketch) -> None:
-        sketch.update(self.embeddings, self.values)
+        sketch.update(self.embeddings, self.values, validated=True)
 
     @classmethod
     def from_record(cls, rec: records.Record) -> Update:

@@ -409,3 +409,18 @@ def test_the_digest_covers_the_content_not_the_read_counters():
     centered.set_center(np.full(DIM, 0.5, np.float32))
     assert centered.digest() != plain.digest()
     assert NWSketch(SketchConfig(dim=DIM, rows=16, bits=6, seed=4)).digest() != plain.digest()
+
+
+def test_a_batch_validated_at_the_boundary_is_not_checked_again_and_acts_the_same():
+    from nws_core.sketch import as_embeddings, as_values
+
+    rng = np.random.default_rng(9)
+    x, y = rng.normal(size=(30, DIM)).astype(np.float32), rng.gamma(2.0, 1.0, 30)
+    checked, trusted = (NWSketch(SketchConfig(dim=DIM, rows=16, bits=6, seed=4)) for _ in "ab")
+    checked.update(x, y)
+    trusted.update(as_embeddings(x, DIM), as_values(y, 30), validated=True)
+    assert checked.serialize() == trusted.serialize()
+    q = as_embeddings(rng.normal(size=(10, DIM)).astype(np.float32), DIM)
+    assert torch.equal(checked.estimate(q).values, trusted.estimate(q, validated=True).values)
+    with pytest.raises(ValueError, match="non-finite"):  # unvalidated input is still checked
+        checked.update(np.full((1, DIM), np.nan, np.float32), [1.0])
