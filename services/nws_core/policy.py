@@ -23,16 +23,21 @@ from nws_core.errors import InvalidArgument
 DEFAULT_P_MIN = 0.05
 
 
+def check_ratio(ratio: float, p_min: float) -> None:
+    """InvalidArgument unless 0 < ratio <= 1 and 0 <= p_min <= ratio."""
+    if not (isinstance(ratio, (int, float)) and 0.0 < ratio <= 1.0):
+        raise InvalidArgument(f"ratio must be in (0, 1], got {ratio}")
+    if not (isinstance(p_min, (int, float)) and 0.0 <= p_min <= ratio):
+        raise InvalidArgument(f"p_min must be in [0, ratio={ratio}], got {p_min}")
+
+
 def _validate(scores: np.ndarray, ratio: float, p_min: float) -> np.ndarray:
     s = np.asarray(scores, dtype=np.float64)
     if s.ndim != 1:
         raise InvalidArgument(f"scores must be 1-D, got shape {list(s.shape)}")
     if not np.isfinite(s).all():
         raise InvalidArgument("scores contain non-finite values")
-    if not (isinstance(ratio, (int, float)) and 0.0 < ratio <= 1.0):
-        raise InvalidArgument(f"ratio must be in (0, 1], got {ratio}")
-    if not (isinstance(p_min, (int, float)) and 0.0 <= p_min <= ratio):
-        raise InvalidArgument(f"p_min must be in [0, ratio={ratio}], got {p_min}")
+    check_ratio(ratio, p_min)
     return np.maximum(s, 0.0)
 
 

@@ -53,7 +53,7 @@ def check_alone(
     """A prune request takes none of the importance policy's settings: ``ratio`` is ignored (0,
     unset, or a valid ratio), and p_min, the levers and auto_ratio are errors."""
     if ratio != 0:
-        policy.probabilities(np.empty(0), ratio, 0.0)  # 0 (unset) or a valid ratio
+        policy.check_ratio(ratio, 0.0)  # 0 (unset) or a valid ratio
     if auto is not None:
         raise InvalidArgument("auto_ratio applies only with policy 'importance'")
     if p_min is not None:

@@ -177,13 +177,12 @@ class SketchRegistry:
             ratio, p_min = 1.0, 1.0
         if auto is not None:
             if ratio != 0:
-                policy.probabilities(np.empty(0), ratio, 0.0)  # 0 (unset) or a valid ratio
+                policy.check_ratio(ratio, 0.0)  # 0 (unset) or a valid ratio
             p_min = auto.p_min(p_min)
             ratio = 1.0
         elif p_min is None:
             p_min = min(policy.DEFAULT_P_MIN, ratio) if isinstance(ratio, (int, float)) else 0.0
-        # Validate ratio and p_min before the sketch is touched: an empty batch checks only them.
-        policy.probabilities(np.empty(0), ratio, p_min)
+        policy.check_ratio(ratio, p_min)  # before the sketch is touched
         x = self._batch(entry, embeddings)
         est, observations = entry.estimate(x)
         scores = est.values.numpy()
