@@ -98,3 +98,10 @@ def test_every_rest_model_has_the_fields_of_its_message(model: Any, message: str
     if message == "Sketch":
         fields.discard("digest")  # asked for over gRPC only (GetSketch with_digest)
     assert set(model.model_fields) == fields
+
+
+def test_the_engine_config_has_the_fields_of_the_wire_config() -> None:
+    from nws_core.sketch import SketchConfig as EngineConfig
+
+    assert set(api_fields(EngineConfig)) == set(proto_fields("SketchConfig"))
+    assert set(api_fields(EngineConfig)) == set(api_fields(results.SketchConfig))
