@@ -16,6 +16,7 @@ so a Sample answer reaches the trainer's batchers as the one type it has everywh
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import os
 import threading
@@ -202,16 +203,10 @@ class InProcessBackend:
             self._sketch.decay(factor)
 
     def stats(self) -> dict[str, Any]:
-        s = self._sketch.stats
+        """The engine's statistics (every field of :class:`~nws_core.sketch.SketchStats`) and
+        this backend's Sample counts."""
         return {
-            "observations": s.observations,
-            "total_weight": s.total_weight,
-            "occupancy": s.occupancy,
-            "mean_value": s.mean_value,
-            "prior_hits": s.prior_hits,
-            "estimates": s.estimates,
-            "updates": s.updates,
-            "bytes": s.bytes,
+            **dataclasses.asdict(self._sketch.stats),
             "sampled": self._sampled,
             "accepted": self._accepted,
         }
