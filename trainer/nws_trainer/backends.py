@@ -27,8 +27,8 @@ import numpy as np
 
 import nws_core.keep_ratio as keep_ratio
 import nws_core.policy as policy
+import nws_core.sampling as sampling
 from nws_client.results import SampleResult, ScoreResult
-from nws_core import sampling
 from nws_core.prune import Prune
 from nws_core.sketch import NWSketch, SketchConfig
 
