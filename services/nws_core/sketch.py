@@ -213,16 +213,16 @@ class NWSketch:
             raise InvalidArgument(f"decay factor must be in (0, 1], got {factor}")
         self._apply_decay(float(factor))
 
-    def check_merge(self, other: NWSketch) -> None:
-        """FailedPrecondition unless ``other`` has this sketch's hash functions."""
-        if self._config.hash_key() != other._config.hash_key():
+    def check_merge(self, other: SketchConfig) -> None:
+        """FailedPrecondition unless a sketch of config ``other`` has this one's hash functions."""
+        if self._config.hash_key() != other.hash_key():
             raise FailedPrecondition(
                 "sketches merge only with equal dim, rows, bits, seed, pool, buckets and center"
             )
 
     def merge(self, other: NWSketch) -> None:
         """Add another sketch with the same hash functions into this one (sketches are linear)."""
-        self.check_merge(other)
+        self.check_merge(other.config)
         self._top += other._top.to(self.device, self._top.dtype)
         self._bottom += other._bottom.to(self.device, self._bottom.dtype)
         self._observations += other._observations

@@ -267,14 +267,13 @@ class SketchRegistry:
         check_request_id(request_id)
         if entry is other:
             raise InvalidArgument(f"sketch {name!r} cannot be merged into itself")
-        with other.lock:  # a copy, so that no two sketch locks are ever held together
+        with other.lock:  # its bytes, so that no two sketch locks are ever held together
             other.check_live()
-            state = other.sketch.serialize()
-            copy = NWSketch.deserialize(state, device=self.device)
+            state, config = other.sketch.serialize(), other.sketch.config
         with entry.lock:
             entry.check_live()
             if not entry.has_applied(request_id):  # a retry is answered, not checked again
-                entry.sketch.check_merge(copy)  # before the journal: a refusal changes nothing
+                entry.sketch.check_merge(config)  # before the journal: a refusal changes nothing
                 self.durable.mutate(entry, ops.Merge(state, request_id))
         return entry.info()
 

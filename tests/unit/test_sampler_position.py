@@ -26,7 +26,8 @@ def test_batches_in_flight_when_an_iterator_is_abandoned_are_handed_out_again() 
     pos = SamplerPosition(0, 1, steps_per_epoch=3)
     pos.pending = [(i, 1.0) for i in range(6)]
     assert pos.begin_epoch() == 3
-    first, second = pos.hand_out(3), pos.hand_out(3)
+    pos.hand_out(3)
+    second = pos.hand_out(3)
     pos.take([0, 1, 2])
     assert pos.drawn() == 2  # one taken, one in flight
     assert pos.begin_epoch() == 2  # a new iterator: the rest of the epoch ...
@@ -37,7 +38,6 @@ def test_batches_in_flight_when_an_iterator_is_abandoned_are_handed_out_again() 
     with pytest.raises(RuntimeError, match="out of order"):
         pos.hand_out(1)
         pos.take([9])
-    assert first != second
 
 
 def test_an_epoch_ends_after_its_steps() -> None:
