@@ -101,6 +101,31 @@ def as_values(values: Any, n: int) -> np.ndarray:
     return v.astype(np.float64, copy=False)
 
 
+def update_request(
+    name: str,
+    embeddings: Any,
+    values: Any,
+    request_id: str,
+    wire: WireDType | None,
+    *,
+    check_finite: bool = False,
+) -> pb.UpdateRequest:
+    """An Update of ``values`` at ``embeddings``; ``check_finite`` checks here what the server
+    would refuse (an empty batch, non-finite numbers), for updates sent in the background."""
+    x = as_batch(embeddings)
+    v = as_values(values, x.shape[0])
+    if check_finite:
+        if x.shape[0] == 0:
+            raise InvalidArgument("update needs at least one row, got an empty batch")
+        if not np.isfinite(v).all():
+            raise InvalidArgument("values contain non-finite numbers")
+        if x.dtype.name != "bfloat16" and not np.isfinite(x).all():
+            raise InvalidArgument("embeddings contain non-finite numbers")
+    return pb.UpdateRequest(
+        name=name, embeddings=encode_tensor(x, wire), values=v.tolist(), request_id=request_id
+    )
+
+
 def encode_tensor(a: np.ndarray, wire: WireDType | None = None) -> pb.Tensor:
     """Pack a float array little-endian. ``wire`` None keeps float16 / bfloat16 and sends
     other floats as float32."""

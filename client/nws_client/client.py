@@ -30,18 +30,13 @@ score, update, ...) always raises when the server cannot be reached.
 
 from __future__ import annotations
 
-import logging
 import os
-import threading
-import uuid
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Sequence
 from types import TracebackType
 from typing import Any, Literal
 
-import grpc
 import numpy as np
 from nws.v1 import sketch_pb2 as pb
-from nws.v1 import sketch_pb2_grpc
 
 from nws_client import _wire
 from nws_client._channel import (
@@ -49,17 +44,9 @@ from nws_client._channel import (
     RETRIED_METHODS,
     SERVICE_CONFIG,
     channel_options,
-    open_channel,
 )
-from nws_client._fork import GATE
-from nws_client._streamer import UpdateStreamer
-from nws_client.errors import (
-    DeadlineExceeded,
-    InvalidArgument,
-    NWSClientError,
-    Unavailable,
-    from_rpc_error,
-)
+from nws_client._connection import Connection
+from nws_client.errors import DeadlineExceeded, NWSClientError, Unavailable
 from nws_client.fallback import (
     ON_UNAVAILABLE,
     OnUnavailable,
@@ -77,12 +64,8 @@ from nws_client.results import (
     UpdateResult,
 )
 
-log = logging.getLogger("nws_client")
-
 Ratio = float | Literal["auto"]
 SketchInfos = list[SketchInfo]
-
-_abandoned_channels: list[grpc.Channel] = []  # a parent's channels, never touched in a child
 
 
 class SketchClient:
@@ -131,38 +114,27 @@ class SketchClient:
             raise ValueError(f"max_buffered_updates must be >= 1, got {max_buffered_updates}")
         self.target = target
         self.timeout = float(timeout)
-        # TLS credentials are made with each channel (lazily, also in a forked child)
-        self._tls = tls is not False
-        self._tls_roots: bytes | None = None
+        roots: bytes | None = None
         if tls is not True and tls is not False:
             with open(tls, "rb") as f:
-                self._tls_roots = f.read()
+                roots = f.read()
         token = auth_token if auth_token is not None else os.environ.get("NWS_AUTH_TOKEN")
-        self._metadata: tuple[tuple[str, str], ...] = (
-            (("authorization", f"Bearer {token.strip()}"),) if token and token.strip() else ()
-        )
         self.on_unavailable: OnUnavailable = on_unavailable
         self.max_buffered_updates = max_buffered_updates
         self.wire_dtype = wire_dtype
-        self._options = channel_options(max_message_bytes, options)
-        self._closed = False
-        self._init_process_state()
-
-    def _init_process_state(self) -> None:
-        """Everything that belongs to one process: made anew in a forked child."""
-        self._pid = os.getpid()
-        self._lock = threading.Lock()
-        self._channel: grpc.Channel | None = None
-        self._stub: sketch_pb2_grpc.SketchServiceStub | None = None
-        self._streamer: UpdateStreamer | None = None
-        self._request_prefix = uuid.uuid4().hex[:16]  # ids unique per process
-        self._request_seq = 0
-        self._calls = 0
-        self._errors = 0
-        self._fallbacks = 0
-        self._fallback_rows = 0
-        self._last_error: str | None = None
-        self._outage = False  # inside a run of fallback answers (warn once per run)
+        # the channel, the update stream and the counters, per process (made lazily)
+        self._link = Connection(
+            target,
+            timeout=self.timeout,
+            options=channel_options(max_message_bytes, options),
+            metadata=(
+                (("authorization", f"Bearer {token.strip()}"),) if token and token.strip() else ()
+            ),
+            tls=tls is not False,
+            roots=roots,
+            max_buffered_updates=max_buffered_updates,
+            drop_oldest=on_unavailable != "raise",
+        )
 
     # ----------------------------------------------------------------- sketches
     def create_sketch(self, name: str, config: SketchConfig, *, warmup: int = 0) -> SketchInfo:
@@ -302,7 +274,7 @@ class SketchClient:
                 exc=exc,
             )
             answer = fallback_sample(self.on_unavailable, x.shape[0], drawn_with, seed, exc)
-            self._count_fallback(x.shape[0], exc)
+            self._link.count_fallback(x.shape[0], exc, self.on_unavailable)
             return answer
         return _wire.sample_from_proto(response, target)
 
@@ -311,7 +283,8 @@ class SketchClient:
     ) -> UpdateResult:
         """Add observed losses now; returns once applied. A repeated ``request_id`` is applied
         once (the default id is fresh, so retries by gRPC are safe too)."""
-        request = self._update_request(name, embeddings, values, request_id)
+        rid = self._next_request_id() if request_id is None else request_id
+        request = _wire.update_request(name, embeddings, values, rid, self.wire_dtype)
         return _wire.update_from_proto(self._call("Update", request))
 
     def update_async(self, name: str, embeddings: Any, values: Any) -> str:
@@ -320,8 +293,10 @@ class SketchClient:
         The input is checked here (shape, dtype, finiteness), so what fails later is only what
         the server alone can tell (an unknown sketch, a wrong dim): :meth:`flush` raises that.
         """
-        request = self._update_request(name, embeddings, values, None, check_finite=True)
-        self._updates().put(request, request.embeddings.shape[0])
+        request = _wire.update_request(
+            name, embeddings, values, self._next_request_id(), self.wire_dtype, check_finite=True
+        )
+        self._link.updates().put(request, request.embeddings.shape[0])
         return request.request_id
 
     def flush(self, timeout: float | None = None) -> None:
@@ -330,9 +305,7 @@ class SketchClient:
         Raises DeadlineExceeded if that takes longer than ``timeout`` (default: the client's
         timeout), and the first update the server rejected since the last flush, if any.
         """
-        self._check_process()
-        if self._streamer is not None:
-            self._streamer.flush(self.timeout if timeout is None else timeout)
+        self._link.flush(self.timeout if timeout is None else timeout)
 
     def snapshot(self, name: str | None = None) -> dict[str, int]:
         """Have the server snapshot every sketch (or ``name``) to its state store and compact
@@ -386,36 +359,12 @@ class SketchClient:
 
     def client_stats(self) -> ClientStats:
         """This process's counters; no network."""
-        self._check_process()
-        streamer = self._streamer
-        counters = streamer.counters if streamer is not None else None
-        return ClientStats(
-            calls=self._calls,
-            errors=self._errors,
-            fallbacks=self._fallbacks,
-            fallback_rows=self._fallback_rows,
-            updates_buffered=streamer.buffered_rows if streamer is not None else 0,
-            updates_acked=counters.acked_rows if counters else 0,
-            updates_duplicate=counters.duplicates if counters else 0,
-            updates_rejected=counters.rejected_rows if counters else 0,
-            updates_dropped=counters.dropped_rows if counters else 0,
-            stream_reconnects=counters.reconnects if counters else 0,
-            last_error=(streamer.last_error if streamer is not None else None) or self._last_error,
-        )
+        return self._link.stats()
 
     # ----------------------------------------------------------------- lifecycle
     def close(self, timeout: float | None = None) -> None:
         """Flush background updates (within ``timeout``), then close the channel."""
-        if self._closed:
-            return
-        self._closed = True
-        if os.getpid() != self._pid:  # a child that never used the client: nothing of its own
-            return
-        if self._streamer is not None:
-            self._streamer.close(self.timeout if timeout is None else timeout)
-        if self._channel is not None:
-            self._channel.close()
-            self._channel = None
+        self._link.close(self.timeout if timeout is None else timeout)
 
     def __enter__(self) -> SketchClient:
         return self
@@ -435,110 +384,14 @@ class SketchClient:
         )
 
     # ----------------------------------------------------------------- internals
-    def _check_process(self) -> None:
-        """In a forked child, forget the parent's channel and stream; make our own lazily."""
-        if self._pid != os.getpid():
-            if self._channel is not None:
-                _abandoned_channels.append(self._channel)
-            self._init_process_state()
-
-    def _get_stub(self) -> sketch_pb2_grpc.SketchServiceStub:
-        if self._closed:
-            raise NWSClientError("the client is closed")
-        self._check_process()
-        stub = self._stub
-        if stub is None:
-            with self._lock:
-                if self._stub is None:
-                    self._channel = open_channel(
-                        self.target, self._options, tls=self._tls, roots=self._tls_roots
-                    )
-                    self._stub = sketch_pb2_grpc.SketchServiceStub(self._channel)
-                stub = self._stub
-        return stub
-
     def _call(self, method: str, request: Any, *, collect: bool = False) -> Any:
-        """One call; ``collect`` reads a streamed response into a list within the call."""
-        rpc: Callable[..., Any] = getattr(self._get_stub(), method)
-        try:
-            with GATE.call():
-                response = rpc(request, timeout=self.timeout, metadata=self._metadata)
-                if collect:
-                    response = list(response)
-        except grpc.RpcError as exc:
-            error = from_rpc_error(exc)
-            with self._lock:
-                self._calls += 1
-                self._errors += 1
-                self._last_error = f"{method}: {error.code.name}: {error}"
-            raise error from None
-        with self._lock:
-            self._calls += 1
-            self._outage = False
-        return response
+        return self._link.call(method, request, collect=collect)
 
-    def _updates(self) -> UpdateStreamer:
-        self._get_stub()
-        if self._streamer is None:
-            with self._lock:
-                if self._streamer is None:
-                    self._streamer = UpdateStreamer(
-                        self._open_stream,
-                        max_rows=self.max_buffered_updates,
-                        drop_oldest=self.on_unavailable != "raise",
-                        put_timeout=self.timeout,
-                    )
-        return self._streamer
-
-    def _open_stream(self, requests: Iterator[pb.UpdateRequest]) -> Iterator[pb.UpdateAck]:
-        stub = self._get_stub()
-        return stub.StreamUpdates(requests, timeout=120.0 + self.timeout, metadata=self._metadata)
+    def _next_request_id(self) -> str:
+        return self._link.next_request_id()
 
     def _tensor(self, x: np.ndarray) -> pb.Tensor:
         return _wire.encode_tensor(x, self.wire_dtype)
-
-    def _update_request(
-        self,
-        name: str,
-        embeddings: Any,
-        values: Any,
-        request_id: str | None,
-        *,
-        check_finite: bool = False,
-    ) -> pb.UpdateRequest:
-        x = _wire.as_batch(embeddings)
-        v = _wire.as_values(values, x.shape[0])
-        if check_finite:
-            if x.shape[0] == 0:
-                raise InvalidArgument("update needs at least one row, got an empty batch")
-            if not np.isfinite(v).all():
-                raise InvalidArgument("values contain non-finite numbers")
-            if x.dtype.name != "bfloat16" and not np.isfinite(x).all():
-                raise InvalidArgument("embeddings contain non-finite numbers")
-        if request_id is None:
-            request_id = self._next_request_id()
-        return pb.UpdateRequest(
-            name=name, embeddings=self._tensor(x), values=v.tolist(), request_id=request_id
-        )
-
-    def _next_request_id(self) -> str:
-        self._check_process()
-        with self._lock:
-            self._request_seq += 1
-            return f"{self._request_prefix}-{self._request_seq}"
-
-    def _count_fallback(self, rows: int, exc: NWSClientError) -> None:
-        """Count a fallback answer; warn at the first of an outage."""
-        with self._lock:
-            warn, self._outage = not self._outage, True
-            self._fallbacks += 1
-            self._fallback_rows += rows
-        if warn:
-            log.warning(
-                "sketch server unreachable (%s): sampling falls back to %r until it is back",
-                exc,
-                self.on_unavailable,
-            )
 
 
 __all__ = [
