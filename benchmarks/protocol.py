@@ -62,8 +62,9 @@ from _common import finished_run, seed_list  # noqa: E402
 from nws_trainer.budget import planned_steps  # noqa: E402
 from nws_trainer.compute import UnitCosts, calibrate, price  # noqa: E402
 from nws_trainer.config import TrainConfig  # noqa: E402
+from nws_trainer.models import resolve_device  # noqa: E402
 from nws_trainer.prepare import environment, prepare  # noqa: E402
-from nws_trainer.train import Trainer, resolve_device  # noqa: E402
+from nws_trainer.train import Trainer  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent
 BUDGETS = (0.25, 0.5, 0.75)

@@ -51,7 +51,8 @@ def test_feedback_flag_and_its_scope() -> None:
 def _sent_values(cfg: TrainConfig) -> tuple[list[np.ndarray], dict]:
     """Run ``cfg`` with the real in-process engine, recording every update it receives."""
     from nws_trainer.prepare import prepare
-    from nws_trainer.train import Trainer, inprocess_factory
+    from nws_trainer.sources import inprocess_factory
+    from nws_trainer.train import Trainer
 
     sent: list[np.ndarray] = []
 

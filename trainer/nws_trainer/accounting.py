@@ -10,6 +10,30 @@ if TYPE_CHECKING:
     from nws_trainer.train import Trainer
 
 
+def describe(t: Trainer) -> str:
+    """The line a run starts with: strategy, data, model, device, batch, steps."""
+    cfg, prep = t.cfg, t.prep
+    sampled = (
+        f", ratio {cfg.keep_ratio}"
+        + (f" (at least {cfg.ratio_min})" if cfg.auto else "")
+        + f", p_min {cfg.p_min}, {cfg.batching} batching"
+        if t.strategy.sampled
+        else ""
+    )
+    split = (
+        " (test split: auto, 20 % of the rows up to 2,000; --test-size to choose)"
+        if cfg.test_size is None and cfg.test_data is None
+        else ""
+    )
+    budget = f", a budget of exactly {t.budget} steps" if t.budget is not None else ""
+    return (
+        f"nws-train: strategy {cfg.strategy}{sampled}; {len(prep.train)} train / "
+        f"{len(prep.test)} test examples{split}, labels {prep.label_names}; model "
+        f"{prep.model_dir} on {t.device}; batch {cfg.batch_size}, lr {cfg.lr}, "
+        f"~{t.total_steps} steps{budget}"
+    )
+
+
 def ledger(t: Trainer) -> dict[str, Any]:
     """The compute this run has spent so far, counted (not timed) where it can be: what the
     benchmarks price at per-unit costs calibrated on the machine (compute-normalised time).

@@ -105,8 +105,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     from nws_trainer.compute import calibrate, price
     from nws_trainer.config import ConfigError
+    from nws_trainer.models import resolve_device
     from nws_trainer.prepare import prepare
-    from nws_trainer.train import Trainer, resolve_device
+    from nws_trainer.train import Trainer
 
     started = time.perf_counter()
     _say("NWS demo: what does sampling by estimated loss save, and what does it cost?")

@@ -26,6 +26,10 @@ from transformers import (
 )
 from transformers.utils import logging as hf_logging
 
+from nws_core.errors import InvalidArgument
+from nws_core.inputs import resolve_device as _core_resolve_device
+from nws_trainer.config import ConfigError
+
 WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")
 WEIGHT_INDEX_FILES = ("model.safetensors.index.json", "pytorch_model.bin.index.json")
 TOKENIZER_FILES = (
@@ -232,3 +236,13 @@ def make_tiny_bert(path: str | Path, num_labels: int = 2, seed: int = 0) -> Path
         model = BertForSequenceClassification(config)
     model.save_pretrained(path)
     return path
+
+
+def resolve_device(name: str) -> torch.device:
+    """The core's ``resolve_device`` ('auto': CUDA when present), its errors as ConfigError."""
+    try:
+        return _core_resolve_device(name)
+    except InvalidArgument as exc:
+        raise ConfigError(str(exc)) from exc
+    except RuntimeError as exc:
+        raise ConfigError(f"unknown device {name!r}") from exc

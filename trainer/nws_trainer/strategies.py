@@ -12,14 +12,18 @@ behaviour. :func:`strategy_for` gives the object of a config.
 from __future__ import annotations
 
 import math
+import time
+from collections.abc import Iterator
 from typing import TYPE_CHECKING, ClassVar
 
 import numpy as np
 
 from nws_core.keep_ratio import AutoRatio
 from nws_trainer.anchors import InfoBatchSelector, LossTableSelector
+from nws_trainer.batching import make_batcher
 from nws_trainer.config import SAMPLED, SKETCHED, TABLED, TRAINER_SIDE, TrainConfig
-from nws_trainer.evaluate import Forward
+from nws_trainer.evaluate import Forward, forward_no_grad
+from nws_trainer.loader import collate
 from nws_trainer.selection import (
     Batching,
     KeepAll,
@@ -29,6 +33,7 @@ from nws_trainer.selection import (
     SketchSelector,
     TrainBatch,
     UniformSelector,
+    chunk_seed,
     from_sample,
     normalize_rows,
     select_by_scores,
@@ -227,3 +232,35 @@ STRATEGY_CLASSES: dict[str, type[Strategy]] = {
 def strategy_for(cfg: TrainConfig) -> Strategy:
     """The strategy object of a (validated) config."""
     return STRATEGY_CLASSES[cfg.strategy](cfg)
+
+
+def select_in_trainer(t: Trainer, candidates: Iterator[TrainBatch]) -> Iterator[TrainBatch]:
+    """nws-live / selective-backprop: forward each candidate chunk, select, re-batch."""
+    cfg = t.cfg
+    batcher = make_batcher(cfg.batching, cfg.batch_size)
+    epoch = 0
+    pooled = t.strategy.pooled
+    for counter, cand in enumerate(candidates):
+        if cand.epoch != epoch:
+            for batch in batcher.finish():
+                yield _collate(t, batch, epoch)
+            batcher = make_batcher(cfg.batching, cfg.batch_size)
+            epoch = cand.epoch
+        start = time.perf_counter()
+        assert cand.inputs is not None
+        f = forward_no_grad(t.model, cand.inputs, cand.labels, t.device, pooled=pooled)
+        t.forwarded += len(cand)
+        t.nograd_examples += len(cand)
+        t.nograd_tokens += int(cand.inputs["input_ids"].numel())
+        t.totals["select_forward"] += time.perf_counter() - start
+        chunk = t.strategy.choose(t, cand, f, chunk_seed(cfg.seed, cand.epoch, counter))
+        chunk.seconds = time.perf_counter() - start
+        for batch in batcher.add(chunk):
+            yield _collate(t, batch, epoch)
+    for batch in batcher.finish():
+        yield _collate(t, batch, epoch)
+
+
+def _collate(t: Trainer, batch: TrainBatch, epoch: int) -> TrainBatch:
+    batch.epoch = epoch
+    return collate(batch, t.prep.train_tokens, t.train_labels)

@@ -30,31 +30,25 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from nws_core.errors import InvalidArgument
 from nws_core.sketch import SketchConfig
-from nws_core.sketch import resolve_device as _core_resolve_device
 from nws_trainer import accounting, anneal
 from nws_trainer.anchors import LossTable
-from nws_trainer.backends import InProcessBackend, SketchBackend
-from nws_trainer.batching import make_batcher
+from nws_trainer.backends import SketchBackend
 from nws_trainer.budget import budget_steps, candidate_epochs, planned_steps
 from nws_trainer.clock import Clock
 from nws_trainer.config import ConfigError, TrainConfig
 from nws_trainer.diagnostics import Window
-from nws_trainer.evaluate import forward_no_grad
 from nws_trainer.evaluations import record_evaluation
-from nws_trainer.grpc_backend import grpc_factory
-from nws_trainer.loader import CandidateStream, collate, make_loader
+from nws_trainer.loader import CandidateStream, make_loader
 from nws_trainer.loss import per_example_loss, residual_norm, weighted_loss
-from nws_trainer.models import load_classifier
+from nws_trainer.models import load_classifier, resolve_device
 from nws_trainer.plots import plot_curves
 from nws_trainer.prepare import Prepared, StaticEmbeddings, prepare, static_embeddings
-from nws_trainer.selection import TrainBatch, chunk_seed, normalize_rows
-from nws_trainer.strategies import strategy_for
+from nws_trainer.selection import TrainBatch, normalize_rows
+from nws_trainer.sources import BackendFactory, default_backend_factory
+from nws_trainer.strategies import select_in_trainer, strategy_for
 
 Log = Callable[[str], None]
-BackendFactory = Callable[[SketchConfig, int], tuple[SketchBackend, str | None]]
-"""(sketch config, warm-up observations) -> (backend, endpoint shown in logs)."""
 
 
 @dataclass
@@ -66,21 +60,6 @@ class RunResult:
     metrics: list[dict[str, Any]] = field(default_factory=list)
     trained_rows: dict[int, list[int]] = field(default_factory=dict)
     """Epoch -> training rows in the order they were trained (for checks and studies)."""
-
-
-def resolve_device(name: str) -> torch.device:
-    """The core's ``resolve_device`` ('auto': CUDA when present), its errors as ConfigError."""
-    try:
-        return _core_resolve_device(name)
-    except InvalidArgument as exc:
-        raise ConfigError(str(exc)) from exc
-    except RuntimeError as exc:
-        raise ConfigError(f"unknown device {name!r}") from exc
-
-
-def inprocess_factory(config: SketchConfig, warmup: int) -> tuple[SketchBackend, str | None]:
-    """Sketch in this process (tests): no server, no worker processes."""
-    return InProcessBackend(config, warmup), None
 
 
 class Trainer:
@@ -218,7 +197,7 @@ class Trainer:
         cfg = self.cfg
         out = cfg.output
         out.mkdir(parents=True, exist_ok=True)
-        self._describe()
+        self.log(accounting.describe(self))
         try:
             if self.strategy.uses_sketch:
                 self._setup_sketch()
@@ -270,7 +249,7 @@ class Trainer:
                 loader = make_loader(stream, cfg.num_workers)
                 batches: Iterator[TrainBatch] = iter(loader)
                 if self.strategy.selects_in_trainer:
-                    batches = self._select_in_trainer(batches)
+                    batches = select_in_trainer(self, batches)
                 self.clock.start()
                 stopped_by = self._loop(batches, metrics)
                 self.clock.stop()
@@ -285,28 +264,6 @@ class Trainer:
                 self._bar.close()
                 self._bar = None
         return stopped_by
-
-    def _describe(self) -> None:
-        cfg, prep = self.cfg, self.prep
-        sampled = (
-            f", ratio {cfg.keep_ratio}"
-            + (f" (at least {cfg.ratio_min})" if cfg.auto else "")
-            + f", p_min {cfg.p_min}, {cfg.batching} batching"
-            if self.strategy.sampled
-            else ""
-        )
-        split = (
-            " (test split: auto, 20 % of the rows up to 2,000; --test-size to choose)"
-            if cfg.test_size is None and cfg.test_data is None
-            else ""
-        )
-        budget = f", a budget of exactly {self.budget} steps" if self.budget is not None else ""
-        self.log(
-            f"nws-train: strategy {cfg.strategy}{sampled}; {len(prep.train)} train / "
-            f"{len(prep.test)} test examples{split}, labels {prep.label_names}; model "
-            f"{prep.model_dir} on {self.device}; batch {cfg.batch_size}, lr {cfg.lr}, "
-            f"~{self.total_steps} steps{budget}"
-        )
 
     def _loop(self, batches: Iterator[TrainBatch], metrics: TextIO) -> str:
         cfg = self.cfg
@@ -408,45 +365,6 @@ class Trainer:
         elapsed = time.perf_counter() - start
         self.window.update_seconds += elapsed
         self.totals["update"] += elapsed
-
-    def _select_in_trainer(self, candidates: Iterator[TrainBatch]) -> Iterator[TrainBatch]:
-        """nws-live / selective-backprop: forward each candidate chunk, select, re-batch."""
-        cfg = self.cfg
-        batcher = make_batcher(cfg.batching, cfg.batch_size)
-        epoch = 0
-        pooled = self.strategy.pooled
-        for counter, cand in enumerate(candidates):
-            if cand.epoch != epoch:
-                for batch in batcher.finish():
-                    yield self._collate(batch, epoch)
-                batcher = make_batcher(cfg.batching, cfg.batch_size)
-                epoch = cand.epoch
-            start = time.perf_counter()
-            assert cand.inputs is not None
-            f = forward_no_grad(self.model, cand.inputs, cand.labels, self.device, pooled=pooled)
-            self.forwarded += len(cand)
-            self.nograd_examples += len(cand)
-            self.nograd_tokens += int(cand.inputs["input_ids"].numel())
-            self.totals["select_forward"] += time.perf_counter() - start
-            chunk = self.strategy.choose(self, cand, f, chunk_seed(cfg.seed, cand.epoch, counter))
-            chunk.seconds = time.perf_counter() - start
-            for batch in batcher.add(chunk):
-                yield self._collate(batch, epoch)
-        for batch in batcher.finish():
-            yield self._collate(batch, epoch)
-
-    def _collate(self, batch: TrainBatch, epoch: int) -> TrainBatch:
-        batch.epoch = epoch
-        return collate(batch, self.prep.train_tokens, self.train_labels)
-
-    # ------------------------------------------------------------------------------ evaluation
-
-
-def default_backend_factory(cfg: TrainConfig) -> BackendFactory:
-    """The sketch source ``nws-train`` uses for ``cfg``."""
-    if cfg.sketch_backend == "inprocess":
-        return inprocess_factory
-    return grpc_factory(cfg)
 
 
 def run(
