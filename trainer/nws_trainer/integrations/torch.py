@@ -40,11 +40,8 @@ the batches already drawn but not yet trained (the DataLoader's look-ahead) and 
 whole state (``ExportSketch``), so a resumed run continues exactly as the uninterrupted one
 (see :mod:`nws_trainer.integrations.checkpoint`).
 
-The sampler is three parts: the sketch on its server (:mod:`~nws_trainer.integrations.session`),
-the position in the candidate stream that a checkpoint saves
-(:mod:`~nws_trainer.integrations.position`), and the loaders that bring the kept examples to the
-loop (:mod:`~nws_trainer.integrations.loading`); :class:`NWSSampler` ties them together with the
-selection rules.
+Parts: the sketch on its server (:mod:`.session`), the position a checkpoint saves
+(:mod:`.position`), the loaders (:mod:`.loading`); :class:`NWSSampler` adds the selection rules.
 """
 
 from __future__ import annotations
@@ -59,7 +56,7 @@ import torch
 
 from nws_client import SketchClient
 from nws_core.keep_ratio import DEFAULT_RATIO_MIN
-from nws_core.policy import SamplingPolicy
+from nws_core.policy import SamplingPolicy, check_ratio
 from nws_trainer.anneal import batch_annealing, check_share
 from nws_trainer.config import TrainConfig
 from nws_trainer.integrations.loading import (
@@ -150,15 +147,8 @@ class NWSSampler:
     ) -> None:
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-        if ratio == "auto":
-            if not 0.0 <= p_min <= DEFAULT_RATIO_MIN:
-                raise ValueError(
-                    f"p_min must be in [0, {DEFAULT_RATIO_MIN}] under auto, got {p_min}"
-                )
-        elif not (isinstance(ratio, (int, float)) and 0.0 < ratio <= 1.0):
-            raise ValueError(f"ratio must be in (0, 1] or 'auto', got {ratio!r}")
-        elif not 0.0 <= p_min <= ratio:
-            raise ValueError(f"p_min must be in [0, ratio], got {p_min}")
+        # InvalidArgument is a ValueError; under auto p_min is bounded by the least ratio
+        check_ratio(DEFAULT_RATIO_MIN if ratio == "auto" else ratio, p_min)
         self.batch_size = batch_size
         self.ratio: float | Literal["auto"] = "auto" if ratio == "auto" else float(ratio)
         planned_ratio = 1.0 if ratio == "auto" else float(ratio)
@@ -167,19 +157,8 @@ class NWSSampler:
         self.seed = int(seed)
         self.index_field = index_field
         self.rank, self.world_size = dist_info()
-        self._fn: EmbeddingFn | None = None
-        self._table: np.ndarray | None = None
-        center: np.ndarray | None = None
-        if callable(embeddings) and not isinstance(embeddings, (np.ndarray, torch.Tensor)):
-            self._fn = embeddings
-        else:
-            table = embeddings
-            if isinstance(table, torch.Tensor):
-                table = table.detach().cpu().numpy()
-            self._table = normalize_rows(np.asarray(table))
-            if self._table.ndim != 2 or self._table.shape[0] == 0:
-                raise ValueError(f"embeddings must be [n, dim], got {list(self._table.shape)}")
-            center = self._table.mean(axis=0)
+        self._fn, self._table = _embedding_source(embeddings)
+        center = None if self._table is None else self._table.mean(axis=0)
         self.n_examples = 0 if self._table is None else int(self._table.shape[0])
         per_step = batch_size * self.world_size
         self.steps_per_epoch = (
@@ -418,6 +397,20 @@ class NWSSampler:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def _embedding_source(
+    embeddings: np.ndarray | torch.Tensor | EmbeddingFn,
+) -> tuple[EmbeddingFn | None, np.ndarray | None]:
+    """(callable, None) or (None, the L2-normalised table [n, dim])."""
+    if callable(embeddings) and not isinstance(embeddings, (np.ndarray, torch.Tensor)):
+        return embeddings, None
+    if isinstance(embeddings, torch.Tensor):
+        embeddings = embeddings.detach().cpu().numpy()
+    table = normalize_rows(np.asarray(embeddings))
+    if table.ndim != 2 or table.shape[0] == 0:
+        raise ValueError(f"embeddings must be [n, dim], got {list(table.shape)}")
+    return None, table
 
 
 __all__ = [
