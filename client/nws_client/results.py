@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Literal
+from typing import Generic, Literal, TypeVar
 
 import numpy as np
 
@@ -82,10 +82,17 @@ class SketchStats:
     """Predicted variance factor of the last Sample."""
 
 
+ConfigT = TypeVar("ConfigT")
+"""The type of a sketch's config: :class:`SketchConfig` in the client's answers, the engine's
+``nws_core.config.SketchConfig`` (every field set) in the server's core."""
+
+
 @dataclass(frozen=True)
-class SketchInfo:
+class SketchInfo(Generic[ConfigT]):
+    """A sketch's description: the one type of the client's answers and of the server's core."""
+
     name: str
-    config: SketchConfig
+    config: ConfigT
     warmup: int
     """Observations before Sample starts to select."""
     device: str

@@ -13,6 +13,7 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import datetime, timezone
 
 import torch
 
@@ -20,7 +21,7 @@ from nws_core import policy
 from nws_core.errors import NotFound
 from nws_core.sketch import Estimates, NWSketch, SketchConfig
 from nws_server.batching import Coalescer
-from nws_server.results import SketchInfo, SketchStats
+from nws_server.results import Info, SketchInfo, SketchStats
 from nws_server.usage import Usage
 
 
@@ -131,8 +132,8 @@ class LiveSketch:
             variance_factor=u.variance_factor,
         )
 
-    def info(self, *, digest: bool = False) -> SketchInfo:
-        status = self.status()
+    def info(self, *, digest: bool = False) -> Info:
+        stats = self.status()
         state_digest = None
         if digest:
             with self.lock:
@@ -142,8 +143,8 @@ class LiveSketch:
             config=self.sketch.config,
             warmup=self.warmup,
             device=str(self.sketch.device),
-            created_at=self.created_at,
-            status=status,
+            created_at=datetime.fromtimestamp(self.created_at, tz=timezone.utc),
+            stats=stats,
             digest=state_digest,
         )
 

@@ -156,7 +156,7 @@ class _SketchCollector(Collector):
             "nws_sketch_in_warmup", "1 while the sketch is in its warm-up.", labels=["sketch"]
         )
         for info in infos:
-            status = info.status
+            status = info.stats
             for key, counter in counter_families.items():
                 counter.add_metric([info.name], getattr(status, key))
             for key, gauge in gauge_families.items():

@@ -243,7 +243,7 @@ class Monitor:
                 track = self._tracks.get(info.name)
                 if track is None:
                     track = self._tracks[info.name] = _Track(self.window, self.points)
-                current = _Counters.of(info.status, wall, now)
+                current = _Counters.of(info.stats, wall, now)
                 if track.last is not None:
                     track.points.append(_point(track.last, current))
                 track.last = current

@@ -36,6 +36,7 @@ from nws_server.catalog import Catalog, Limits, check_name, check_request_id, es
 from nws_server.durable import Durability
 from nws_server.live import Batching, LiveSketch
 from nws_server.results import (
+    Info,
     RestoreReport,
     SampleResult,
     ScoreResult,
@@ -80,7 +81,7 @@ class SketchRegistry:
         return self.durable.store
 
     # ----------------------------------------------------------------- lifecycle of sketches
-    def create(self, name: str, config: SketchConfig, warmup: int = 0) -> tuple[SketchInfo, bool]:
+    def create(self, name: str, config: SketchConfig, warmup: int = 0) -> tuple[Info, bool]:
         """Create a sketch; returns (info, created). Idempotent for an equal config and warm-up."""
         check_name(name)
         if not (isinstance(warmup, int) and warmup >= 0):
@@ -112,10 +113,10 @@ class SketchRegistry:
         log.info("created sketch %r: %s, warmup %d", name, config, warmup)
         return entry.info(), True
 
-    def get(self, name: str, *, digest: bool = False) -> SketchInfo:
+    def get(self, name: str, *, digest: bool = False) -> Info:
         return self.catalog.get(name).info(digest=digest)
 
-    def list(self) -> builtins.list[SketchInfo]:
+    def list(self) -> builtins.list[Info]:
         return [entry.info() for entry in self.catalog.all()]
 
     def delete(self, name: str) -> None:
@@ -236,7 +237,7 @@ class SketchRegistry:
             self._on_values(name, "observed", y.numpy())
         return UpdateResult(request_id, observations, duplicate=False)
 
-    def decay(self, name: str, factor: float, request_id: str = "") -> SketchInfo:
+    def decay(self, name: str, factor: float, request_id: str = "") -> Info:
         """Multiply the sketch's arrays by ``factor``; a request id applied before (an Update,
         Decay or SetCenter id of this sketch's window) is answered without decaying again."""
         entry = self.catalog.get(name)
@@ -248,7 +249,7 @@ class SketchRegistry:
             self.durable.mutate(entry, ops.Decay(float(factor), request_id))
         return entry.info()
 
-    def set_center(self, name: str, center: Any, request_id: str = "") -> SketchInfo:
+    def set_center(self, name: str, center: Any, request_id: str = "") -> Info:
         """Fix the centering vector; a request id applied before (the retry of the call that set
         it) is answered with the sketch as it is rather than FailedPrecondition."""
         entry = self.catalog.get(name)
@@ -260,7 +261,7 @@ class SketchRegistry:
                 self.durable.mutate(entry, op)
         return entry.info()
 
-    def merge(self, name: str, source: str, request_id: str = "") -> SketchInfo:
+    def merge(self, name: str, source: str, request_id: str = "") -> Info:
         """Add sketch ``source`` into sketch ``name`` (sketches with the same hash functions are
         linear); a request id applied before is answered without adding again."""
         entry, other = self.catalog.get(name), self.catalog.get(source)
@@ -286,9 +287,7 @@ class SketchRegistry:
             entry.check_live()
             return self.durable.state_bytes(entry)
 
-    def import_state(
-        self, name: str, data: bytes, replace: bool = False
-    ) -> tuple[SketchInfo, bool]:
+    def import_state(self, name: str, data: bytes, replace: bool = False) -> tuple[Info, bool]:
         """Restore bytes :meth:`export` produced as sketch ``name``; returns (info, replaced).
 
         A new name creates the sketch; an existing one needs ``replace`` (else AlreadyExists)

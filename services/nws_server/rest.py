@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import time
 from collections.abc import Awaitable, Callable
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -45,7 +44,7 @@ from nws_server.rest_models import (
     TimePoint,
     TimeSeries,
 )
-from nws_server.results import SketchInfo
+from nws_server.results import Info
 
 STATIC_DIR = Path(__file__).parent / "static"
 """The dashboard page and the vendored scripts (see static/vendor/README.md)."""
@@ -88,14 +87,14 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
 }
 
 
-def _sketch(info: SketchInfo) -> Sketch:
-    s = info.status
+def _sketch(info: Info) -> Sketch:
+    s = info.stats
     return Sketch(
         name=info.name,
         config=SketchConfig(**info.config.to_dict()),
         warmup=info.warmup,
         device=info.device,
-        create_time=datetime.fromtimestamp(info.created_at, tz=timezone.utc),
+        create_time=info.created_at,
         stats=SketchStats(**{name: getattr(s, name) for name in SketchStats.model_fields}),
     )
 

@@ -3,28 +3,20 @@
 The answers that clients see are the API types of :mod:`nws_client.results` (numpy only), the
 same objects the client returns and the trainer uses: the registry builds them, the transports
 convert them once each (:mod:`nws_server.wire` to protobuf, :mod:`nws_server.rest` to JSON) and
-the client converts them back. The types here are the server's own: a sketch's description with
-the engine's config, the server's description, and what restore and snapshot report.
+the client converts them back; a sketch's description is the API's ``SketchInfo`` holding the
+engine's config (:data:`Info`). The types here are the server's own: the server's description,
+and what restore and snapshot report.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from nws_client.results import SampleResult, ScoreResult, SketchStats, UpdateResult
+from nws_client.results import SampleResult, ScoreResult, SketchInfo, SketchStats, UpdateResult
 from nws_core.sketch import SketchConfig
 
-
-@dataclass(frozen=True)
-class SketchInfo:
-    name: str
-    config: SketchConfig
-    warmup: int
-    device: str
-    created_at: float
-    """Unix time of creation."""
-    status: SketchStats
-    digest: str | None = None
+Info = SketchInfo[SketchConfig]
+"""A sketch's description in the server: the API type, with the engine's config."""
 
 
 @dataclass(frozen=True)
@@ -66,6 +58,7 @@ class SnapshotResult:
 
 
 __all__ = [
+    "Info",
     "RestoreReport",
     "SampleResult",
     "ScoreResult",

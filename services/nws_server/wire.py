@@ -20,7 +20,7 @@ from nws_core.errors import InvalidArgument
 from nws_core.keep_ratio import DEFAULT_RATIO_MIN, DEFAULT_THRESHOLD, AutoRatio
 from nws_core.prune import DEFAULT_PRUNE_RATE, PRUNE, Prune, check_policy
 from nws_core.sketch import SketchConfig
-from nws_server.results import ServerInfo, SketchInfo, SketchStats
+from nws_server.results import Info, ServerInfo, SketchStats
 
 # little-endian element type on the wire -> (numpy dtype to read it, torch dtype it becomes)
 _DTYPES: dict[int, tuple[str, torch.dtype]] = {
@@ -153,14 +153,14 @@ def status_to_proto(s: SketchStats) -> pb.SketchStats:
     return pb.SketchStats(**{k: v for k, v in values.items() if v is not None})
 
 
-def info_to_proto(info: SketchInfo) -> pb.Sketch:
+def info_to_proto(info: Info) -> pb.Sketch:
     return pb.Sketch(
         name=info.name,
         config=config_to_proto(info.config),
         warmup=info.warmup,
         device=info.device,
-        create_time=_timestamp(info.created_at),
-        stats=status_to_proto(info.status),
+        create_time=_timestamp(info.created_at.timestamp()),
+        stats=status_to_proto(info.stats),
         digest=info.digest or "",
     )
 

@@ -139,8 +139,8 @@ def test_a_retried_decay_is_applied_once(
     # the id survives a restart: a registry restored from the store still knows it
     restored = SketchRegistry(device="cpu", store=registry.store)
     restored.restore()
-    assert restored.get("s").status.total_weight == 4.0
-    assert restored.decay("s", 0.5, first.request_id).status.total_weight == 4.0
+    assert restored.get("s").stats.total_weight == 4.0
+    assert restored.decay("s", 0.5, first.request_id).stats.total_weight == 4.0
     assert restored.get("s", digest=True).digest == client.get("s", digest=True).digest
 
 
@@ -172,7 +172,7 @@ def test_a_retried_merge_is_applied_once_also_after_a_restart(
     assert client.get("a").stats.observations == 16  # the source is unchanged
     restored = SketchRegistry(device="cpu", store=registry.store)
     restored.restore()
-    assert restored.merge("b", "a", first.request_id).status.observations == 24
+    assert restored.merge("b", "a", first.request_id).stats.observations == 24
     assert restored.get("b", digest=True).digest == client.get("b", digest=True).digest
 
 
@@ -191,4 +191,4 @@ def test_delete_and_import_are_not_retried(
         client.import_sketch("d", state)  # applied; not resent (it would say ALREADY_EXISTS)
     assert len(interceptor.requests["ImportSketch"]) == 1
     assert client.get("d").stats.observations == 4
-    assert registry.get("d").status.observations == 4
+    assert registry.get("d").stats.observations == 4

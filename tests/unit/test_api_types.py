@@ -17,6 +17,7 @@ import pytest
 from nws.v1 import sketch_pb2 as pb
 
 from nws_client import results
+from nws_core.config import SketchConfig
 from nws_server import rest_models as rest
 from nws_server import results as server_results
 
@@ -73,14 +74,11 @@ def test_an_optional_scalar_is_none_exactly_where_the_proto_tracks_presence(api:
 
 
 def test_the_server_answers_with_the_api_types() -> None:
-    for name in ("SampleResult", "ScoreResult", "UpdateResult", "SketchStats"):
+    for name in ("SampleResult", "ScoreResult", "UpdateResult", "SketchStats", "SketchInfo"):
         assert getattr(server_results, name) is getattr(results, name)
-    info = {f.name: f for f in dataclasses.fields(server_results.SketchInfo)}
-    assert typing.get_type_hints(server_results.SketchInfo)["status"] is results.SketchStats
-    assert set(info) == {f.name for f in dataclasses.fields(results.SketchInfo)} - {
-        "created",
-        "stats",
-    } | {"status"}
+    # a sketch's description in the server is the API type holding the engine's config
+    assert typing.get_origin(server_results.Info) is results.SketchInfo
+    assert typing.get_args(server_results.Info) == (SketchConfig,)
 
 
 @pytest.mark.parametrize(

@@ -123,7 +123,7 @@ def test_restore_equals_the_registry_that_wrote_the_store(tmp_path: Path) -> Non
     restored.create("gone", CONFIG)
     again = _registry(FileStore(tmp_path))
     again.restore()
-    assert again.get("gone").status.observations == 0
+    assert again.get("gone").stats.observations == 0
 
 
 def test_a_sketch_restored_from_its_journal_has_the_live_digest_after_reads(
@@ -142,10 +142,10 @@ def test_a_sketch_restored_from_its_journal_has_the_live_digest_after_reads(
     live.decay("s", 0.5)
     live.update("s", *_batch(1))
     live.score("s", x)
-    assert live.get("s").status.estimates == 3 * x.shape[0] + x.shape[0]
+    assert live.get("s").stats.estimates == 3 * x.shape[0] + x.shape[0]
     restored = _registry(FileStore(tmp_path))
     assert restored.restore().snapshots == 0  # from the journal alone
-    assert restored.get("s").status.estimates == 0
+    assert restored.get("s").stats.estimates == 0
     assert _digest(restored) == _digest(live) != before
     live.score("s", x)
     assert _digest(restored) == _digest(live)
@@ -167,21 +167,21 @@ def test_retried_decay_and_set_center_apply_once_also_after_a_restart(
         live.set_center("s", center, request_id="c2")  # another call is still refused
     x, y = _batch(0, 8)
     live.update("s", x, y, request_id="u1")
-    assert live.decay("s", 0.5, request_id="d1").status.total_weight == 4.0
-    assert live.decay("s", 0.5, request_id="d1").status.total_weight == 4.0  # not 2.0
+    assert live.decay("s", 0.5, request_id="d1").stats.total_weight == 4.0
+    assert live.decay("s", 0.5, request_id="d1").stats.total_weight == 4.0  # not 2.0
     once = _digest(live)
     if snapshot:
         live.snapshot()
     restored = _registry(FileStore(tmp_path))
     assert restored.restore().snapshots == int(snapshot)
     assert _digest(restored) == once
-    assert restored.decay("s", 0.5, request_id="d1").status.total_weight == 4.0
-    assert restored.set_center("s", center, request_id="c1").status.observations == 8
+    assert restored.decay("s", 0.5, request_id="d1").stats.total_weight == 4.0
+    assert restored.set_center("s", center, request_id="c1").stats.observations == 8
     assert restored.update("s", x, y, request_id="u1").duplicate
     assert _digest(restored) == once
-    assert restored.decay("s", 0.5, request_id="d2").status.total_weight == 2.0  # a new id
-    assert live.decay("s", 0.5, request_id="").status.total_weight == 2.0  # no id: no dedup
-    assert live.decay("s", 0.5).status.total_weight == 1.0
+    assert restored.decay("s", 0.5, request_id="d2").stats.total_weight == 2.0  # a new id
+    assert live.decay("s", 0.5, request_id="").stats.total_weight == 2.0  # no id: no dedup
+    assert live.decay("s", 0.5).stats.total_weight == 1.0
     with pytest.raises(InvalidArgument, match="request_id"):
         live.decay("s", 0.5, request_id="x" * 200)
 
@@ -282,7 +282,7 @@ def test_a_record_appended_twice_is_replayed_once(tmp_path: Path) -> None:
         store.append("s", payload)
     registry = _registry(FileStore(tmp_path))
     assert registry.restore().records == 3
-    assert registry.get("s").status.observations == x.shape[0]
+    assert registry.get("s").stats.observations == x.shape[0]
 
 
 def test_a_failed_file_append_leaves_no_record(

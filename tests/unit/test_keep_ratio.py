@@ -181,13 +181,13 @@ def test_registry_warmup_says_ratio_one_and_bad_p_min_changes_nothing() -> None:
     warm = registry.sample("job", x, 0.0, auto=auto)
     assert warm.warmup and warm.ratio == 1.0 and warm.variance_factor == 1.0
     assert warm.accepted.all() and warm.cv == 0.0  # warm-up does not feed the average
-    status = registry.get("job").status
+    status = registry.get("job").stats
     assert status.keep_ratio == 1.0 and status.priority_cv is None
     with pytest.raises(InvalidArgument, match="p_min"):
         registry.sample("job", x, 0.0, p_min=0.5, auto=auto)
     with pytest.raises(InvalidArgument, match="ratio"):
         registry.sample("job", x, 2.0, auto=auto)
-    after = registry.get("job").status
+    after = registry.get("job").stats
     assert (after.sampled, after.estimates, after.keep_ratio) == (
         status.sampled,
         status.estimates,
