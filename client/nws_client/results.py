@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Generic, Literal, TypeVar
+from typing import Generic, Literal, Protocol, TypeVar
 
 import numpy as np
 
@@ -143,6 +143,41 @@ class SampleResult:
     def indices(self) -> np.ndarray:
         """Positions of the kept rows."""
         return np.flatnonzero(self.accepted)
+
+    @classmethod
+    def of_draw(
+        cls, drawn: Drawn, estimates: np.ndarray, prior_used: np.ndarray, warmup: bool
+    ) -> SampleResult:
+        """The answer to a Sample whose draw is ``drawn`` (``nws_core.sampling.draw``)."""
+        return cls(
+            accepted=drawn.accepted,
+            weights=drawn.weights,
+            probabilities=drawn.probabilities,
+            estimates=estimates,
+            prior_used=prior_used,
+            warmup=warmup,
+            ratio=drawn.ratio,
+            cv=drawn.cv,
+            variance_factor=drawn.variance_factor,
+        )
+
+
+class Drawn(Protocol):
+    """What a draw reports (``nws_core.sampling.Drawn``), as :meth:`SampleResult.of_draw`
+    reads it."""
+
+    @property
+    def accepted(self) -> np.ndarray: ...
+    @property
+    def weights(self) -> np.ndarray: ...
+    @property
+    def probabilities(self) -> np.ndarray: ...
+    @property
+    def ratio(self) -> float: ...
+    @property
+    def cv(self) -> float: ...
+    @property
+    def variance_factor(self) -> float: ...
 
 
 @dataclass(frozen=True)

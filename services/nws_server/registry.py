@@ -207,17 +207,7 @@ class SketchRegistry:
             mean=mean,
         )
         entry.usage.count_sample(scores.shape[0], int(d.accepted.sum()))
-        return SampleResult(
-            accepted=d.accepted,
-            weights=d.weights,
-            probabilities=d.probabilities,
-            estimates=scores,
-            prior_used=est.prior_used.numpy(),
-            warmup=warm,
-            ratio=d.ratio,
-            cv=d.cv,
-            variance_factor=d.variance_factor,
-        )
+        return SampleResult.of_draw(d, scores, est.prior_used.numpy(), warm)
 
     def update(self, name: str, embeddings: Any, values: Any, request_id: str = "") -> UpdateResult:
         """Apply observed values; a request id applied before is acknowledged, not re-applied."""

@@ -170,17 +170,7 @@ class InProcessBackend:
         )
         self._sampled += n
         self._accepted += int(d.accepted.sum())
-        return SampleResult(
-            accepted=d.accepted,
-            weights=d.weights,
-            probabilities=d.probabilities,
-            estimates=values,
-            prior_used=est.prior_used.numpy(),
-            warmup=warm,
-            ratio=d.ratio,
-            cv=d.cv,
-            variance_factor=d.variance_factor,
-        )
+        return SampleResult.of_draw(d, values, est.prior_used.numpy(), warm)
 
     def score(self, embeddings: np.ndarray) -> ScoreResult:
         with self._lock:
