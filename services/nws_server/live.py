@@ -8,6 +8,7 @@ The engine is not thread-safe: every engine call on a sketch holds :attr:`LiveSk
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 import time
 from collections import OrderedDict
@@ -112,15 +113,8 @@ class LiveSketch:
             s = self.sketch.stats
         u = self.usage.read()
         return SketchStats(
-            observations=s.observations,
-            total_weight=s.total_weight,
-            mean_value=s.mean_value,
-            occupancy=s.occupancy,
-            bytes=s.bytes,
-            estimates=s.estimates,
-            prior_hits=s.prior_hits,
+            **dataclasses.asdict(s),  # what the engine holds, then how the sketch is used
             prior_hit_rate=s.prior_hits / s.estimates if s.estimates else 0.0,
-            updates=s.updates,
             sampled=u.sampled,
             accepted=u.accepted,
             acceptance_rate=u.acceptance_rate,

@@ -103,3 +103,14 @@ def test_the_engine_config_has_the_fields_of_the_wire_config() -> None:
 
     assert set(api_fields(EngineConfig)) == set(proto_fields("SketchConfig"))
     assert set(api_fields(EngineConfig)) == set(api_fields(results.SketchConfig))
+
+
+def test_the_engine_statistics_are_a_part_of_the_api_statistics() -> None:
+    """The served stats are the engine's own (what its arrays hold) spread by name, then the
+    usage counters: every engine field must exist, with the same meaning, in the API type."""
+    from nws_core.sketch import SketchStats as EngineStats
+
+    engine = {f.name for f in dataclasses.fields(EngineStats)}
+    api = {f.name for f in dataclasses.fields(results.SketchStats)}
+    assert engine < api
+    assert engine <= set(proto_fields("SketchStats"))
