@@ -130,6 +130,22 @@ def standard_arms(infobatch: bool = True) -> tuple[Arm, ...]:
     return tuple(arms)
 
 
+STUDY_ARMS: tuple[Arm, ...] = (
+    # Sharper estimates (issue: the gain is capped by 1 + CV^2): nws at its fixed ratio of 0.4
+    # with a finer hash (K = 14: 2^14 cells a row, 52 MB of float64 arrays at R = 200) or with
+    # the bounded gradient-norm proxy |softmax - onehot| streamed back instead of the loss
+    Arm("nws K14", "nws", "nws K14", curve=True, overrides={"ratio": 0.4, "sketch_bits": 14}),
+    Arm(
+        "nws grad-norm",
+        "nws",
+        "nws grad-norm",
+        curve=True,
+        overrides={"ratio": 0.4, "feedback": "grad-norm"},
+    ),
+)
+"""Studies of the estimator, run only when named (``--arms``), beside ``nws`` and the frontier;
+their table is ``protocol_<scenario>_study.*`` so the scenario's full table keeps its arms."""
+
 _ONE_PASS = (
     " InfoBatch is left out: in one pass it is `full` by construction (it prunes only rows it "
     "has already seen)."
@@ -208,27 +224,30 @@ def select_arms(scenario: Scenario, labels: Sequence[str] | None) -> tuple[Arm, 
     check, always among them), in the scenario's order; all of them without ``--arms``."""
     if not labels:
         return scenario.arms
-    known = {a.label for a in scenario.arms}
+    known = {a.label for a in (*scenario.arms, *STUDY_ARMS)}
     unknown = [x for x in labels if x not in known]
     if unknown:
         raise SystemExit(
             f"protocol: no arm {', '.join(map(repr, unknown))} in scenario {scenario.name!r}; "
-            f"its arms: {', '.join(a.label for a in scenario.arms)}"
+            f"its arms: {', '.join(a.label for a in (*scenario.arms, *STUDY_ARMS))}"
         )
     wanted = {"full@100%", *labels}
-    return tuple(a for a in scenario.arms if a.label in wanted)
+    return tuple(a for a in (*scenario.arms, *STUDY_ARMS) if a.label in wanted)
 
 
 def table_suffix(arms: Sequence[Arm], scenario: Scenario, records: dict[str, Any]) -> str:
     """Where a table goes: every arm ``protocol_<scenario>``; a subset with `full`'s frontier
-    ``_partial`` (judged in full); a subset without it ``_no-harm`` (the same-epochs check)."""
+    ``_partial`` (judged in full); a subset without it ``_no-harm`` (the same-epochs check); a
+    selection with a study arm (:data:`STUDY_ARMS`) ``_study``."""
     if tuple(arms) == scenario.arms:
         return ""
+    if any(a in STUDY_ARMS for a in arms):
+        return "_study"
     return "_partial" if has_frontier(records) else "_no-harm"
 
 
 def arms_of(scenario: Scenario, records: dict[str, Any]) -> list[Arm]:
-    return [a for a in scenario.arms if a.label in records]
+    return [a for a in (*scenario.arms, *STUDY_ARMS) if a.label in records]
 
 
 def order(arms: Sequence[Arm], k: int) -> list[Arm]:
@@ -679,8 +698,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--arms",
         type=lambda t: [x.strip() for x in t.split(",") if x.strip()],
-        help="run only these arms (comma-separated labels; full@100%% always runs): the "
-        "same-epochs check without a frontier, written to protocol_<scenario>_no-harm.*",
+        help="run only these arms (comma-separated labels; full@100%% always runs): with "
+        "full's whole frontier protocol_<scenario>_partial.*, without it the same-epochs check "
+        "protocol_<scenario>_no-harm.*; the study arms (nws K14, nws grad-norm) are run only "
+        "when named, into protocol_<scenario>_study.*",
     )
     p.add_argument(
         "--report-only",

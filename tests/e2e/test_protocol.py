@@ -114,3 +114,14 @@ def test_a_subset_with_the_whole_frontier_is_a_partial_table() -> None:
     assert protocol.table_suffix(scenario.arms, scenario, {**frontier, "nws": []}) == ""
     assert protocol.table_suffix(subset, scenario, {"full@100%": [], "nws": []}) == "_no-harm"
     assert protocol.table_suffix(subset, scenario, {**frontier, "nws": []}) == "_partial"
+
+
+def test_study_arms_run_only_when_named_into_their_own_table() -> None:
+    scenario = protocol.SCENARIOS["redundant-2x"]
+    assert not {a.label for a in protocol.STUDY_ARMS} & {a.label for a in scenario.arms}
+    study = protocol.select_arms(scenario, ["nws", "nws K14", "nws grad-norm"])
+    assert [a.label for a in study] == ["full@100%", "nws", "nws K14", "nws grad-norm"]
+    frontier = {f"full@{b:.0%}": [] for b in (*protocol.BUDGETS, 1.0)}
+    assert protocol.table_suffix(study, scenario, frontier) == "_study"
+    with pytest.raises(SystemExit, match="no arm 'nws K99'"):
+        protocol.select_arms(scenario, ["nws K99"])
