@@ -112,8 +112,15 @@ def standard_arms(infobatch: bool = True) -> tuple[Arm, ...]:
         # The keep ratio set per request by the predicted variance reduction (docs/sampling.md)
         Arm("nws auto", "nws", "nws auto", curve=True, overrides={"ratio": "auto"}),
         # Equal steps: as many optimizer steps as full@100 %, scanning as many candidates as
-        # that takes at the default ratio (fill mode: the same backward passes as full)
-        Arm("nws steps", "nws", "nws steps", curve=True, overrides={"budget_share": 1.0}),
+        # that takes at the fixed ratio of 0.4 (fill mode: the same backward passes as full;
+        # under auto, which keeps every row of distinct data, it would be `nws auto` again)
+        Arm(
+            "nws steps",
+            "nws",
+            "nws steps",
+            curve=True,
+            overrides={"ratio": 0.4, "budget_share": 1.0},
+        ),
         # InfoBatch's rule on the sketch's estimates, with InfoBatch's annealing (docs/sampling.md)
         Arm(
             "nws prune",
@@ -329,6 +336,8 @@ def run_record(
         "sampling_seconds": float(led["select_seconds"]) + float(led["update_seconds"]),
         "acceptance": summary.get("acceptance_rate"),
         "estimate_cv": _mean_of(rows, "estimate_cv"),
+        "probe_estimate_cv": _mean_of(rows, "probe_estimate_cv"),
+        "probe_loss_cv": _mean_of(rows, "probe_loss_cv"),
         "probe_spearman": next(
             (r["probe_spearman"] for r in reversed(rows) if r.get("probe_spearman") is not None),
             None,
@@ -487,12 +496,16 @@ def markdown(
         "the optimizer steps), selection forwards (trainer-side scoring), sampling (selection and "
         "sketch updates, as measured) and the embedding pass. wall / compute: raw wall-clock over "
         "compute-normalised time (the machine's noise; a seed more than 30 % off the median is "
-        "listed as disturbed).",
+        "listed as disturbed). est. CV: the coefficient of variation of the estimates of the "
+        "candidates drawn (mean over the run). probe: at each evaluation, the estimates (or the "
+        "loss table's scores) of a fixed set of training rows against their true losses under "
+        "the current model: the estimates' CV beside the true losses' CV (importance sampling "
+        "gains at most 1 + CV^2 of what it samples by), and Spearman's rho between them.",
         "",
         "| arm | steps | examples trained | examples forwarded without gradient "
         "| train s | selection-forward s | sampling s | embedding s | s / step | wall / compute "
-        "| disturbed seeds | acceptance | est. CV | rho(probe) |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "| disturbed seeds | acceptance | est. CV | probe: est. CV / loss CV | rho(probe) |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for label, f in facts.items():
         recs = f["records"]
@@ -508,6 +521,7 @@ def markdown(
             f"| {np.mean(f['wall_per_compute']):.2f} "
             f"| {', '.join(str(seeds[i]) for i in f['disturbed_seeds']) or '—'} "
             f"| {_m(recs, 'acceptance', '{:.2f}')} | {_m(recs, 'estimate_cv', '{:.3f}')} "
+            f"| {_m(recs, 'probe_estimate_cv', '{:.2f}')} / {_m(recs, 'probe_loss_cv', '{:.2f}')} "
             f"| {_m(recs, 'probe_spearman', '{:.2f}')} |"
         )
     commits = sorted({str(r.get("commit")) for f in facts.values() for r in f["records"]})
