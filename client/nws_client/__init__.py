@@ -21,6 +21,7 @@ from nws_client.errors import (
     Unavailable,
 )
 from nws_client.results import (
+    ClientInfo,
     ClientStats,
     SampleResult,
     ScoreResult,
@@ -52,6 +53,7 @@ __all__ = [
     "ServerStats",
     "SketchClient",
     "SketchConfig",
+    "ClientInfo",
     "SketchInfo",
     "SketchStats",
     "Stats",

@@ -8,7 +8,7 @@ streams losses from a background thread, which is exactly that case. So every RP
 ``os.register_at_fork`` hook makes ``fork()`` first ask background streams to wind down, then
 wait until the calls in flight have finished (each has a deadline; at most ``MAX_WAIT_S``), and
 hold new calls until the fork is done. Each process then makes its own channel lazily (see
-``SketchClient``), so a child never touches its parent's connections.
+:class:`nws_client._connection.Connection`), so a child never touches its parent's connections.
 """
 
 from __future__ import annotations

@@ -12,6 +12,7 @@ from nws.v1 import sketch_pb2 as pb
 
 from nws_client.errors import InvalidArgument
 from nws_client.results import (
+    ClientInfo,
     SampleResult,
     ScoreResult,
     ServerStats,
@@ -209,7 +210,7 @@ def _fields(msg: Any, cls: Any) -> dict[str, Any]:
     return out
 
 
-def info_from_proto(msg: pb.Sketch, created: bool | None = None) -> SketchInfo:
+def info_from_proto(msg: pb.Sketch, created: bool | None = None) -> ClientInfo:
     return SketchInfo(
         name=msg.name,
         config=config_from_proto(msg.config),

@@ -55,17 +55,17 @@ from nws_client.fallback import (
     is_auto,
 )
 from nws_client.results import (
+    ClientInfo,
     ClientStats,
     SampleResult,
     ScoreResult,
     SketchConfig,
-    SketchInfo,
     Stats,
     UpdateResult,
 )
 
 Ratio = float | Literal["auto"]
-SketchInfos = list[SketchInfo]
+SketchInfos = list[ClientInfo]
 
 
 class SketchClient:
@@ -113,19 +113,18 @@ class SketchClient:
         if max_buffered_updates < 1:
             raise ValueError(f"max_buffered_updates must be >= 1, got {max_buffered_updates}")
         self.target = target
-        self.timeout = float(timeout)
         roots: bytes | None = None
         if tls is not True and tls is not False:
             with open(tls, "rb") as f:
                 roots = f.read()
         token = auth_token if auth_token is not None else os.environ.get("NWS_AUTH_TOKEN")
-        self.on_unavailable: OnUnavailable = on_unavailable
-        self.max_buffered_updates = max_buffered_updates
+        self._on_unavailable: OnUnavailable = on_unavailable
+        self._max_buffered_updates = max_buffered_updates
         self.wire_dtype = wire_dtype
         # the channel, the update stream and the counters, per process (made lazily)
         self._link = Connection(
             target,
-            timeout=self.timeout,
+            timeout=float(timeout),
             options=channel_options(max_message_bytes, options),
             metadata=(
                 (("authorization", f"Bearer {token.strip()}"),) if token and token.strip() else ()
@@ -136,8 +135,29 @@ class SketchClient:
             drop_oldest=on_unavailable != "raise",
         )
 
+    @property
+    def timeout(self) -> float:
+        """Deadline of every call, in seconds (and default of :meth:`flush`)."""
+        return self._link.timeout
+
+    @timeout.setter
+    def timeout(self, seconds: float) -> None:
+        if not seconds > 0:
+            raise ValueError(f"timeout must be > 0, got {seconds}")
+        self._link.timeout = float(seconds)
+
+    @property
+    def on_unavailable(self) -> OnUnavailable:
+        """What :meth:`sample` does when the server cannot be reached (fixed at construction)."""
+        return self._on_unavailable
+
+    @property
+    def max_buffered_updates(self) -> int:
+        """Rows of background updates kept while the server is slow or down (fixed)."""
+        return self._max_buffered_updates
+
     # ----------------------------------------------------------------- sketches
-    def create_sketch(self, name: str, config: SketchConfig, *, warmup: int = 0) -> SketchInfo:
+    def create_sketch(self, name: str, config: SketchConfig, *, warmup: int = 0) -> ClientInfo:
         """Create a sketch (idempotent for an equal config and warm-up; ``created`` says which).
 
         Raises AlreadyExists if ``name`` exists with a different config or warm-up.
@@ -148,7 +168,7 @@ class SketchClient:
         response = self._call("CreateSketch", request)
         return _wire.info_from_proto(response.sketch, created=response.created)
 
-    def get(self, name: str, *, digest: bool = False) -> SketchInfo:
+    def get(self, name: str, *, digest: bool = False) -> ClientInfo:
         """A sketch's config, warm-up and statistics; ``digest`` also hashes its content."""
         response = self._call("GetSketch", pb.GetSketchRequest(name=name, include_digest=digest))
         return _wire.info_from_proto(response)
@@ -163,7 +183,7 @@ class SketchClient:
         applied: a second call would report NotFound)."""
         self._call("DeleteSketch", pb.DeleteSketchRequest(name=name))
 
-    def decay(self, name: str, factor: float, *, request_id: str | None = None) -> SketchInfo:
+    def decay(self, name: str, factor: float, *, request_id: str | None = None) -> ClientInfo:
         """Multiply the sketch's arrays by ``factor`` in (0, 1]: forget old losses. A repeated
         ``request_id`` is applied once (the default id is fresh, so retries by gRPC are safe)."""
         request = pb.DecayRequest(
@@ -173,7 +193,7 @@ class SketchClient:
         )
         return _wire.info_from_proto(self._call("Decay", request))
 
-    def set_center(self, name: str, center: Any, *, request_id: str | None = None) -> SketchInfo:
+    def set_center(self, name: str, center: Any, *, request_id: str | None = None) -> ClientInfo:
         """Fix the centering vector [dim]; only once, and only while the sketch is empty. A
         repeated ``request_id`` answers with the sketch instead of failing (FailedPrecondition)."""
         vector = np.asarray(center, dtype=np.float32).reshape(1, -1)
@@ -184,7 +204,7 @@ class SketchClient:
         )
         return _wire.info_from_proto(self._call("SetCenter", request))
 
-    def merge(self, name: str, source: str, *, request_id: str | None = None) -> SketchInfo:
+    def merge(self, name: str, source: str, *, request_id: str | None = None) -> ClientInfo:
         """Add sketch ``source`` into sketch ``name``, both on this server (``source`` is
         unchanged). Sketches with the same hash functions (dim, rows, bits, seed, pool, buckets,
         center) are linear: the result is the sketch of both streams of updates. To combine two
@@ -332,7 +352,7 @@ class SketchClient:
 
     def import_sketch(
         self, name: str, data: bytes, *, replace: bool = False, chunk_bytes: int = 2**20
-    ) -> SketchInfo:
+    ) -> ClientInfo:
         """Restore bytes :meth:`export_sketch` produced as sketch ``name`` (durably, when the
         server keeps a store). An existing sketch is overwritten only with ``replace``
         (AlreadyExists otherwise). Not retried on UNAVAILABLE (the import may have been applied)."""

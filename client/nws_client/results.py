@@ -104,6 +104,10 @@ class SketchInfo(Generic[ConfigT]):
     """From create_sketch: False when an equal sketch already existed."""
 
 
+ClientInfo = SketchInfo[SketchConfig]
+"""A sketch's description as the client returns it."""
+
+
 @dataclass(frozen=True)
 class ScoreResult:
     estimates: np.ndarray

@@ -14,6 +14,7 @@ unbiasedness.
 from __future__ import annotations
 
 import math
+import numbers
 from dataclasses import dataclass
 
 import numpy as np
@@ -23,12 +24,17 @@ from nws_core.errors import InvalidArgument
 DEFAULT_P_MIN = 0.05
 
 
-def check_ratio(ratio: float, p_min: float) -> None:
-    """InvalidArgument unless 0 < ratio <= 1 and 0 <= p_min <= ratio."""
-    if not (isinstance(ratio, (int, float)) and 0.0 < ratio <= 1.0):
-        raise InvalidArgument(f"ratio must be in (0, 1], got {ratio}")
-    if not (isinstance(p_min, (int, float)) and 0.0 <= p_min <= ratio):
-        raise InvalidArgument(f"p_min must be in [0, ratio={ratio}], got {p_min}")
+def check_ratio(ratio: float, p_min: float, *, ratio_name: str = "ratio") -> None:
+    """InvalidArgument unless 0 < ratio <= 1 and 0 <= p_min <= ratio (numpy scalars count as
+    numbers; ``ratio_name`` names the bound in the message, e.g. ratio_min under auto)."""
+    if not (_is_number(ratio) and 0.0 < ratio <= 1.0):
+        raise InvalidArgument(f"{ratio_name} must be in (0, 1], got {ratio!r}")
+    if not (_is_number(p_min) and 0.0 <= p_min <= ratio):
+        raise InvalidArgument(f"p_min must be in [0, {ratio_name}={ratio}], got {p_min!r}")
+
+
+def _is_number(x: object) -> bool:
+    return isinstance(x, numbers.Real) and not isinstance(x, bool)
 
 
 def _validate(scores: np.ndarray, ratio: float, p_min: float) -> np.ndarray:

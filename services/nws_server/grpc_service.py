@@ -249,7 +249,7 @@ class SketchServicer(sketch_pb2_grpc.SketchServiceServicer):
         infos = [self.registry.get(request.name)] if request.name else self.registry.list()
         return pb.StatsResponse(
             server=wire.server_to_proto(self.registry.server_info(), self.version),
-            sketches={info.name: wire.status_to_proto(info.stats) for info in infos},
+            sketches={info.name: wire.stats_to_proto(info.stats) for info in infos},
         )
 
     @_unary

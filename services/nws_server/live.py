@@ -108,7 +108,7 @@ class LiveSketch:
     def _estimate_locked(self, x: torch.Tensor) -> tuple[Estimates, int]:
         return self.sketch.estimate(x, validated=True), self.sketch.observations
 
-    def status(self) -> SketchStats:
+    def stats(self) -> SketchStats:
         with self.lock:
             s = self.sketch.stats
         u = self.usage.read()
@@ -127,7 +127,7 @@ class LiveSketch:
         )
 
     def info(self, *, digest: bool = False) -> Info:
-        stats = self.status()
+        stats = self.stats()
         state_digest = None
         if digest:
             with self.lock:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from datetime import datetime
 from typing import Any
 
 import numpy as np
@@ -146,7 +147,7 @@ def prune_from_proto(msg: pb.SampleRequest) -> Prune | None:
     return Prune(msg.prune_rate if msg.HasField("prune_rate") else DEFAULT_PRUNE_RATE)
 
 
-def status_to_proto(s: SketchStats) -> pb.SketchStats:
+def stats_to_proto(s: SketchStats) -> pb.SketchStats:
     """Every field of the API type, by name (tests/unit/test_api_types.py keeps the two sets
     equal); an optional field left None stays unset."""
     values = {f.name: getattr(s, f.name) for f in dataclasses.fields(s)}
@@ -159,8 +160,8 @@ def info_to_proto(info: Info) -> pb.Sketch:
         config=config_to_proto(info.config),
         warmup=info.warmup,
         device=info.device,
-        create_time=_timestamp(info.created_at.timestamp()),
-        stats=status_to_proto(info.stats),
+        create_time=_datetime_timestamp(info.created_at),
+        stats=stats_to_proto(info.stats),
         digest=info.digest or "",
     )
 
@@ -182,6 +183,12 @@ def server_to_proto(info: ServerInfo, version: str) -> pb.ServerStats:
 def values_from_proto(values: Any) -> np.ndarray:
     """A repeated double field as a float64 array."""
     return np.array(values, dtype=np.float64)
+
+
+def _datetime_timestamp(at: datetime) -> Timestamp:
+    ts = Timestamp()
+    ts.FromDatetime(at)  # exact to the microsecond, like the REST answer's create_time
+    return ts
 
 
 def _timestamp(unix: float) -> Timestamp:

@@ -10,6 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
+from nws_core import policy
 from nws_core.errors import InvalidArgument
 from nws_core.policy import (
     UpdateSchedule,
@@ -177,3 +178,11 @@ def test_tempered_weights_follow_p_to_the_one_minus_temper():
     assert np.all(w[acc] == 1.0)
     with pytest.raises(InvalidArgument, match="temper"):
         importance_weights(acc, p, temper=2.0)
+
+
+def test_check_ratio_takes_numpy_scalars_and_names_its_bound() -> None:
+    policy.check_ratio(np.float32(0.5), np.float32(0.05))  # numpy scalars are numbers
+    with pytest.raises(InvalidArgument, match=r"ratio must be in \(0, 1\], got True"):
+        policy.check_ratio(True, 0.0)  # type: ignore[arg-type]
+    with pytest.raises(InvalidArgument, match=r"p_min must be in \[0, ratio_min=0.3\], got 0.4"):
+        policy.check_ratio(0.3, 0.4, ratio_name="ratio_min")

@@ -48,6 +48,7 @@ from __future__ import annotations
 
 import logging
 import math
+import numbers
 from collections.abc import Callable, Mapping
 from typing import Any, Literal
 
@@ -147,8 +148,13 @@ class NWSSampler:
     ) -> None:
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        if ratio != "auto" and not isinstance(ratio, numbers.Real):
+            raise ValueError(f"ratio must be in (0, 1] or 'auto', got {ratio!r}")
         # InvalidArgument is a ValueError; under auto p_min is bounded by the least ratio
-        check_ratio(DEFAULT_RATIO_MIN if ratio == "auto" else ratio, p_min)
+        if ratio == "auto":
+            check_ratio(DEFAULT_RATIO_MIN, p_min, ratio_name="ratio_min")
+        else:
+            check_ratio(ratio, p_min)
         self.batch_size = batch_size
         self.ratio: float | Literal["auto"] = "auto" if ratio == "auto" else float(ratio)
         planned_ratio = 1.0 if ratio == "auto" else float(ratio)
