@@ -8,24 +8,15 @@ safe to retry (:data:`RETRIED_METHODS`: reads, and writes the server deduplicate
 id); DeleteSketch and ImportSketch are not retried. Errors are
 :class:`~nws_client.errors.NWSClientError` subclasses named after the status codes.
 
-When the server cannot be reached, ``on_unavailable`` decides what :meth:`SketchClient.sample`
-does (after gRPC's retries and within the call's deadline):
-
-* ``"raise"`` (default): raise :class:`~nws_client.errors.Unavailable` (or DeadlineExceeded);
-* ``"accept_all"``: keep every row with weight 1 and probability 1: plain training on the full
-  candidate batch, unbiased, no selection; the estimates are NaN;
-* ``"uniform"``: keep each row with probability ``ratio`` and weight ``1 / ratio``: unbiased,
-  and the compute saving of the target ratio is kept. Under ``ratio="auto"`` there is no target
-  ratio to keep (the server chooses it from estimates the client does not have), so ``"uniform"``
-  keeps every row (ratio 1, weight 1): the safe choice, since sampling without priorities never
-  pays in the noise-dominated regime.
-
-Such answers carry ``fallback=True`` and are counted in :meth:`SketchClient.client_stats`.
-Background updates (:meth:`SketchClient.update_async`) stay buffered, up to
-``max_buffered_updates`` rows, and are streamed once the server is back; with a fallback policy
-the oldest buffered updates are dropped (and counted) when the buffer is full, with ``"raise"``
-``update_async`` waits for room up to the timeout and then raises. Everything else (create, get,
-score, update, ...) always raises when the server cannot be reached.
+When the server cannot be reached, ``on_unavailable`` decides what :meth:`SketchClient.sample` does
+(after gRPC's retries and within the call's deadline): ``"raise"`` (default) raises
+:class:`~nws_client.errors.Unavailable` (or DeadlineExceeded); ``"accept_all"`` and ``"uniform"``
+answer without the server (:mod:`nws_client.fallback`), with ``fallback=True``, counted in
+:meth:`SketchClient.client_stats`. Background updates (:meth:`SketchClient.update_async`) stay
+buffered, up to ``max_buffered_updates`` rows, and are streamed once the server is back; with a
+fallback policy the oldest buffered updates are dropped (and counted) when the buffer is full, with
+``"raise"`` ``update_async`` waits for room up to the timeout and then raises. Everything else
+(create, get, score, update, ...) always raises when the server cannot be reached.
 """
 
 from __future__ import annotations

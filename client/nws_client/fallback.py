@@ -1,9 +1,15 @@
 """What :meth:`~nws_client.SketchClient.sample` answers when the sketch server cannot be reached
 (the client's ``on_unavailable``; see :mod:`nws_client.client`).
 
-``"accept_all"`` keeps every row with weight 1; ``"uniform"`` keeps each row with probability
-``ratio`` and weight ``1 / ratio`` (under ``ratio="auto"``, and for the prune policy, every
-row). Both are unbiased. Before answering, the request's settings get the checks the server
+* ``"accept_all"``: keep every row with weight 1 and probability 1: plain training on the full
+  candidate batch, unbiased, no selection; the estimates are NaN;
+* ``"uniform"``: keep each row with probability ``ratio`` and weight ``1 / ratio``: unbiased,
+  and the compute saving of the target ratio is kept. Under ``ratio="auto"`` there is no target
+  ratio to keep (the server chooses it from estimates the client does not have), so ``"uniform"``
+  keeps every row (ratio 1, weight 1): the safe choice, since sampling without priorities never
+  pays in the noise-dominated regime. The prune policy's fallback keeps every row too.
+
+Before answering, the request's settings get the checks the server
 would have made, so a bad request fails the same way with the server up or down.
 """
 

@@ -20,6 +20,8 @@ import torch.nn.functional as F
 from torch.utils.data import DataLoader, Dataset, IterableDataset
 from torch.utils.data.dataloader import default_collate
 
+from nws_trainer.selection import normalize_rows
+
 if TYPE_CHECKING:
     from nws_trainer.integrations.torch import NWSSampler
 
@@ -246,3 +248,17 @@ def subset_rows(batch: Any, keep: np.ndarray, m: int) -> Any:
     if isinstance(batch, list) and not (len(batch) == m and not isinstance(batch[0], Sequence)):
         return [cut(v) for v in batch]
     return cut(batch)
+
+
+def embedding_source(
+    embeddings: np.ndarray | torch.Tensor | Callable[[Any], Any],
+) -> tuple[Callable[[Any], Any] | None, np.ndarray | None]:
+    """An NWSSampler's embeddings: (callable, None) or (None, the L2-normalised table [n, dim])."""
+    if callable(embeddings) and not isinstance(embeddings, (np.ndarray, torch.Tensor)):
+        return embeddings, None
+    if isinstance(embeddings, torch.Tensor):
+        embeddings = embeddings.detach().cpu().numpy()
+    table = normalize_rows(np.asarray(embeddings))
+    if table.ndim != 2 or table.shape[0] == 0:
+        raise ValueError(f"embeddings must be [n, dim], got {list(table.shape)}")
+    return None, table

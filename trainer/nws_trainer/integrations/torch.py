@@ -70,6 +70,7 @@ from nws_trainer.integrations.loading import (
     NWSCollate,
     NWSLoader,
     batch_len,
+    embedding_source,
     get_field,
     make_loader,
     per_example_loss,
@@ -163,7 +164,7 @@ class NWSSampler:
         self.seed = int(seed)
         self.index_field = index_field
         self.rank, self.world_size = dist_info()
-        self._fn, self._table = _embedding_source(embeddings)
+        self._fn, self._table = embedding_source(embeddings)
         center = None if self._table is None else self._table.mean(axis=0)
         self.n_examples = 0 if self._table is None else int(self._table.shape[0])
         per_step = batch_size * self.world_size
@@ -403,20 +404,6 @@ class NWSSampler:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
-
-
-def _embedding_source(
-    embeddings: np.ndarray | torch.Tensor | EmbeddingFn,
-) -> tuple[EmbeddingFn | None, np.ndarray | None]:
-    """(callable, None) or (None, the L2-normalised table [n, dim])."""
-    if callable(embeddings) and not isinstance(embeddings, (np.ndarray, torch.Tensor)):
-        return embeddings, None
-    if isinstance(embeddings, torch.Tensor):
-        embeddings = embeddings.detach().cpu().numpy()
-    table = normalize_rows(np.asarray(embeddings))
-    if table.ndim != 2 or table.shape[0] == 0:
-        raise ValueError(f"embeddings must be [n, dim], got {list(table.shape)}")
-    return None, table
 
 
 __all__ = [
