@@ -29,7 +29,8 @@ How the field judges a training speed-up (DESIGN.md, "Evaluation standard"; Kadd
 Run records (summary.json, metrics.jsonl) live in ``<results>/protocol/<scenario>/``; with
 ``--resume`` a run whose configuration is unchanged is reused, so an interrupted invocation
 continues where it stopped. Tables: ``<results>/protocol_<scenario>.md`` / ``.json`` / ``.png``,
-and ``protocol_frontiers.png`` (one panel per scenario measured so far).
+``protocol_frontiers.png`` (one panel per scenario measured so far) and
+``protocol_summary.md`` (the regimes side by side, :mod:`protocol_summary`).
 """
 
 from __future__ import annotations
@@ -56,6 +57,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 from _stats import Interval, accuracy_at, compute_for, t_interval  # noqa: E402
+from protocol_summary import write as write_summary  # noqa: E402
 from time_to_accuracy import parse_setting  # noqa: E402
 
 from _common import finished_run, seed_list  # noqa: E402
@@ -823,8 +825,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     plot(scenario, facts, stem.with_suffix(".png"))
     combined_plot(args.results)
+    summary_path = write_summary(args.results)
     print("\n" + text)
-    print(f"wrote {stem}.md, .json, .png")
+    print(f"wrote {stem}.md, .json, .png" + (f" and {summary_path.name}" if summary_path else ""))
     return 0
 
 

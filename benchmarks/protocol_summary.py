@@ -1,0 +1,194 @@
+"""The protocol's regimes side by side: ``results/protocol_summary.md`` from their full tables.
+
+Each regime's own table (``protocol_<scenario>.json``, written by ``protocol.py`` once every arm
+has run for every seed) holds every arm's paired facts against that regime's ``full``. This puts
+them in three tables, one row an arm and one column a regime, so that where sampling pays (and
+where it costs) reads at a glance:
+
+- *equal compute*: the difference to ``full``'s budget-aware frontier at the run's compute, in
+  points with its 95 % interval, the run's compute as a share of ``full``'s, and the speed-up at
+  equal accuracy (bold: a gain, the interval above 0; struck: a loss);
+- *equal epochs*: the difference to ``full``@100 % over the same passes, the no-harm check
+  (a run passes it when its interval's lower end is above -0.5 points);
+- *best saving*: per regime, the arm with the largest mean speed-up at equal accuracy.
+
+Nothing is recomputed: every number is the regime table's. A regime whose full table does not
+exist yet is listed as missing (its ``_partial`` table, if any, is named instead).
+
+    python benchmarks/protocol_summary.py            # after protocol.py, which also calls it
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent
+REGIMES = ("paper", "long", "redundant-2x", "redundant-8x")
+"""The protocol's scenarios that are results (``smoke`` is the test suite's)."""
+NO_HARM = -0.005
+"""The no-harm rule: the lower end of the equal-epochs interval above -0.5 points."""
+
+
+def _pts(iv: dict[str, float]) -> str:
+    return f"{100 * iv['mean']:+.1f} [{100 * iv['low']:+.1f}, {100 * iv['high']:+.1f}]"
+
+
+def _x(iv: dict[str, float], bound: bool) -> str:
+    ge = "≥ " if bound else ""
+    return f"{ge}{iv['mean']:.2f}x [{iv['low']:.2f}x, {iv['high']:.2f}x]"
+
+
+def _mark(text: str, verdict: str) -> str:
+    return f"**{text}**" if verdict == "gain" else f"~~{text}~~" if verdict == "loss" else text
+
+
+def equal_compute_cell(fact: dict[str, Any]) -> str:
+    diff, share = fact.get("vs_equal_compute"), fact["compute_share"]["mean"]
+    if diff is None:
+        return "n/a"
+    cell = f"{_mark(_pts(diff), diff['verdict'])} at {share:.0%}"
+    if fact.get("speedup") is not None:
+        cell += f"; {_x(fact['speedup'], fact.get('speedup_is_bound', False))}"
+    return cell
+
+
+def equal_epochs_cell(fact: dict[str, Any]) -> str:
+    diff, share = fact["vs_same_epochs"], fact["compute_share"]["mean"]
+    ok = "meets no-harm" if diff["low"] > NO_HARM else "fails no-harm"
+    return f"{_mark(_pts(diff), diff['verdict'])} at {share:.0%} ({ok})"
+
+
+def load(results: Path) -> tuple[dict[str, dict[str, Any]], dict[str, str]]:
+    """regime -> its full table's data; regime -> why it is missing."""
+    found: dict[str, dict[str, Any]] = {}
+    missing: dict[str, str] = {}
+    for name in REGIMES:
+        path = results / f"protocol_{name}.json"
+        if path.is_file():
+            found[name] = json.loads(path.read_text())
+            continue
+        partial = sorted(p.name for p in results.glob(f"protocol_{name}_*.json"))
+        missing[name] = (
+            f"not every arm measured yet (see {', '.join(partial)})" if partial else "not run"
+        )
+    return found, missing
+
+
+def arm_order(found: dict[str, dict[str, Any]]) -> list[str]:
+    """Every arm of the regimes, in the order of their tables (first seen first)."""
+    labels: list[str] = []
+    for data in found.values():
+        labels += [label for label in data["facts"] if label not in labels]
+    return labels
+
+
+def markdown(found: dict[str, dict[str, Any]], missing: dict[str, str]) -> str:
+    regimes = list(found)
+    head = "| arm | " + " | ".join(f"`{r}`" for r in regimes) + " |"
+    rule = "|---|" + "---|" * len(regimes)
+    lines = [
+        "# Protocol: the regimes side by side",
+        "",
+        "Every number is copied from the regime's own table (linked), where the ledger, the "
+        "diagnostics, the unit costs and the machine are. Means over the paired seeds, with "
+        "the 95 % t interval of the paired difference in brackets, in points of accuracy; "
+        "**bold**: a gain (the interval above 0), ~~struck~~: a loss (below 0), plain: inside "
+        "the noise. The share is the run's compute-normalised time over `full`@100 %'s. "
+        "'not run': the arm is not part of that regime (InfoBatch prunes only rows it has "
+        "seen, so in one pass it is `full`).",
+        "",
+        "| regime | seeds | `full`@25 / 50 / 75 / 100 % | table | machine |",
+        "|---|---|---|---|---|",
+    ]
+    for name, data in found.items():
+        acc = " / ".join(
+            f"{data['facts'][f'full@{b}%']['accuracy']['mean']:.3f}" for b in (25, 50, 75, 100)
+        )
+        meta = data["meta"]
+        env = meta.get("env", {})
+        lines.append(
+            f"| `{name}`: {meta['train_rows']:,} training rows, {meta['full_steps']} "
+            f"steps for `full` | {len(data['seeds'])} | {acc} | "
+            f"[protocol_{name}](protocol_{name}.md) | {env.get('cpu', '?')}, "
+            f"{env.get('cpu_count', '?')} CPUs |"
+        )
+    for name, why in missing.items():
+        lines.append(f"| `{name}` | — | — | {why} | |")
+    if not found:
+        return "\n".join(lines) + "\n"
+    labels = [x for x in arm_order(found) if not x.startswith("full@")]
+
+    def table(title: str, intro: str, cell: Any) -> None:
+        lines.extend(["", f"## {title}", "", intro, "", head, rule])
+        for label in labels:
+            cells = [
+                cell(data["facts"][label]) if label in data["facts"] else "not run"
+                for data in found.values()
+            ]
+            lines.append(f"| {label} | " + " | ".join(cells) + " |")
+
+    table(
+        "Equal compute: against `full`'s budget-aware frontier",
+        "The run's accuracy minus `full`'s frontier at the run's compute, the run's compute, and "
+        "the speed-up at equal accuracy (the compute the frontier needs for the run's accuracy "
+        "over the run's; '≥' where the run beats every budget of `full`).",
+        equal_compute_cell,
+    )
+    table(
+        "Equal epochs: against `full`@100 % (the no-harm check)",
+        "The run's accuracy minus `full`'s over the same passes over the data, and its compute; "
+        "'meets no-harm' where the interval's lower end is above -0.5 points.",
+        equal_epochs_cell,
+    )
+    lines.extend(
+        [
+            "",
+            "## Best saving at equal accuracy",
+            "",
+            "| regime | arm | speed-up | vs frontier, equal compute |",
+            "|---|---|---|---|",
+        ]
+    )
+    for name, data in found.items():
+        ranked = [f for f in data["facts"].values() if f.get("speedup") and f["family"] != "full"]
+        if not ranked:
+            continue
+        best = max(ranked, key=lambda f: f["speedup"]["mean"])
+        speedup = _x(best["speedup"], best.get("speedup_is_bound", False))
+        diff = best["vs_equal_compute"]
+        lines.append(
+            f"| `{name}` | {best['arm']} | {speedup} | {_mark(_pts(diff), diff['verdict'])} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def write(results: Path) -> Path | None:
+    """Write ``protocol_summary.md`` when at least one regime has its full table."""
+    found, missing = load(results)
+    if not found:
+        return None
+    out = results / "protocol_summary.md"
+    out.write_text(markdown(found, missing))
+    return out
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--results", type=Path, default=ROOT / "results")
+    args = p.parse_args(argv)
+    out = write(args.results)
+    if out is None:
+        print(f"protocol_summary: no regime has its full table in {args.results}", file=sys.stderr)
+        return 1
+    print(out.read_text())
+    print(f"wrote {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
