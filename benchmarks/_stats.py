@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 from scipy import stats
@@ -43,6 +44,39 @@ class Interval:
         if self.n < 2:
             return m
         return f"{m} [{fmt.format(scale * self.low)}, {fmt.format(scale * self.high)}]"
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON form of the protocol's tables (the verdict written out for readers)."""
+        return {
+            "mean": self.mean,
+            "low": self.low,
+            "high": self.high,
+            "n": self.n,
+            "verdict": self.verdict,
+        }
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Interval:
+        return cls(d["mean"], d["low"], d["high"], d["n"])
+
+
+def facts_to_json(facts: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """A table's facts (label -> field -> Interval or plain value) in their JSON form."""
+    return {
+        label: {k: v.to_dict() if isinstance(v, Interval) else v for k, v in f.items()}
+        for label, f in facts.items()
+    }
+
+
+def facts_from_json(facts: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """The inverse of :func:`facts_to_json`: every interval of a table's JSON as an Interval."""
+    return {
+        label: {
+            k: Interval.from_dict(v) if isinstance(v, dict) and "verdict" in v else v
+            for k, v in f.items()
+        }
+        for label, f in facts.items()
+    }
 
 
 def t_interval(values: Sequence[float], level: float = 0.95) -> Interval:

@@ -56,7 +56,13 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
-from _stats import Interval, accuracy_at, compute_for, t_interval  # noqa: E402
+from _stats import (  # noqa: E402
+    accuracy_at,
+    compute_for,
+    facts_from_json,
+    facts_to_json,
+    t_interval,
+)
 from protocol_summary import write as write_summary  # noqa: E402
 from time_to_accuracy import parse_setting  # noqa: E402
 
@@ -657,38 +663,12 @@ def combined_plot(results: Path) -> Path | None:
         return None
     fig, axes = plt.subplots(1, len(done), figsize=(6 * len(done), 4.8), squeeze=False)
     for ax, (scenario, p) in zip(axes[0], done, strict=True):
-        plot(scenario, _load_facts(json.loads(p.read_text())), p, ax=ax)
+        plot(scenario, facts_from_json(json.loads(p.read_text())["facts"]), p, ax=ax)
     fig.tight_layout()
     out = results / "protocol_frontiers.png"
     fig.savefig(out, dpi=100)
     plt.close(fig)
     return out
-
-
-def _jsonable(facts: dict[str, dict[str, Any]]) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for label, f in facts.items():
-        out[label] = {
-            k: (
-                {"mean": v.mean, "low": v.low, "high": v.high, "n": v.n, "verdict": v.verdict}
-                if isinstance(v, Interval)
-                else v
-            )
-            for k, v in f.items()
-        }
-    return out
-
-
-def _load_facts(data: dict[str, Any]) -> dict[str, dict[str, Any]]:
-    facts = {}
-    for label, f in data["facts"].items():
-        facts[label] = {
-            k: Interval(v["mean"], v["low"], v["high"], v["n"])
-            if isinstance(v, dict) and "verdict" in v
-            else v
-            for k, v in f.items()
-        }
-    return facts
 
 
 # ------------------------------------------------------------------------------------ main
@@ -817,7 +797,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 "seeds": seeds_done,
                 "costs": costs.to_dict(),
                 "meta": meta,
-                "facts": _jsonable(facts),
+                "facts": facts_to_json(facts),
             },
             indent=1,
         )

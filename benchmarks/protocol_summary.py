@@ -2,7 +2,7 @@
 
 Each regime's own table (``protocol_<scenario>.json``, written by ``protocol.py`` once every arm
 has run for every seed) holds every arm's paired facts against that regime's ``full``. This puts
-them in three tables, one row an arm and one column a regime, so that where sampling pays (and
+them in four tables, one row an arm and one column a regime, so that where sampling pays (and
 where it costs) reads at a glance:
 
 - *equal compute*: the difference to ``full``'s budget-aware frontier at the run's compute, in
@@ -10,10 +10,12 @@ where it costs) reads at a glance:
   equal accuracy (bold: a gain, the interval above 0; struck: a loss);
 - *equal epochs*: the difference to ``full``@100 % over the same passes, the no-harm check
   (a run passes it when its interval's lower end is above -0.5 points);
+- *paired comparisons*: one arm minus another, seed by seed (:data:`PAIRS`);
 - *best saving*: per regime, the arm with the largest mean speed-up at equal accuracy.
 
-Nothing is recomputed: every number is the regime table's. A regime whose full table does not
-exist yet is listed as missing (its ``_partial`` table, if any, is named instead).
+Nothing else is recomputed: every other number is the regime table's. A regime whose full
+table does not exist yet is listed as missing (its ``_partial`` table, if any, is named
+instead).
 
     python benchmarks/protocol_summary.py            # after protocol.py, which also calls it
 """
@@ -27,20 +29,30 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from _stats import Interval, facts_from_json, t_interval
+
 ROOT = Path(__file__).resolve().parent
 REGIMES = ("paper", "long", "redundant-2x", "redundant-8x")
 """The protocol's scenarios that are results (``smoke`` is the test suite's)."""
 NO_HARM = -0.005
 """The no-harm rule: the lower end of the equal-epochs interval above -0.5 points."""
+PAIRS = (("nws", "loss-table"), ("nws", "uniform@50%"))
+"""Arms compared seed by seed: the sketch against the O(N) table of last losses it stands in
+for, and against keeping rows at random at about the same compute."""
+PAIRS_INTRO = (
+    "Accuracy of one arm minus another's, seed by seed (the same split and initial head), in "
+    "points with the 95 % t interval, computed from the run records in the regimes' tables: "
+    "`nws` at 0.4 against the O(N) table of last losses it stands in for, and against "
+    "`uniform` at about the same compute."
+)
 
 
-def _pts(iv: dict[str, float]) -> str:
-    return f"{100 * iv['mean']:+.1f} [{100 * iv['low']:+.1f}, {100 * iv['high']:+.1f}]"
+def _pts(iv: Interval) -> str:
+    return iv.text("{:+.1f}", 100)
 
 
-def _x(iv: dict[str, float], bound: bool) -> str:
-    ge = "≥ " if bound else ""
-    return f"{ge}{iv['mean']:.2f}x [{iv['low']:.2f}x, {iv['high']:.2f}x]"
+def _speedup(fact: dict[str, Any]) -> str:
+    return ("≥ " if fact.get("speedup_is_bound") else "") + fact["speedup"].text("{:.2f}x")
 
 
 def _mark(text: str, verdict: str) -> str:
@@ -48,19 +60,25 @@ def _mark(text: str, verdict: str) -> str:
 
 
 def equal_compute_cell(fact: dict[str, Any]) -> str:
-    diff, share = fact.get("vs_equal_compute"), fact["compute_share"]["mean"]
+    diff, share = fact.get("vs_equal_compute"), fact["compute_share"].mean
     if diff is None:
         return "n/a"
-    cell = f"{_mark(_pts(diff), diff['verdict'])} at {share:.0%}"
-    if fact.get("speedup") is not None:
-        cell += f"; {_x(fact['speedup'], fact.get('speedup_is_bound', False))}"
-    return cell
+    cell = f"{_mark(_pts(diff), diff.verdict)} at {share:.0%}"
+    return cell + (f"; {_speedup(fact)}" if fact.get("speedup") is not None else "")
 
 
 def equal_epochs_cell(fact: dict[str, Any]) -> str:
-    diff, share = fact["vs_same_epochs"], fact["compute_share"]["mean"]
-    ok = "meets no-harm" if diff["low"] > NO_HARM else "fails no-harm"
-    return f"{_mark(_pts(diff), diff['verdict'])} at {share:.0%} ({ok})"
+    diff, share = fact["vs_same_epochs"], fact["compute_share"].mean
+    ok = "meets no-harm" if diff.low > NO_HARM else "fails no-harm"
+    return f"{_mark(_pts(diff), diff.verdict)} at {share:.0%} ({ok})"
+
+
+def paired_difference(facts: dict[str, dict[str, Any]], a: str, b: str) -> Interval | None:
+    """Accuracy of arm ``a`` minus arm ``b``, seed by seed (their i-th records share seed i)."""
+    if a not in facts or b not in facts:
+        return None
+    pairs = zip(facts[a]["records"], facts[b]["records"], strict=True)
+    return t_interval([ra["accuracy"] - rb["accuracy"] for ra, rb in pairs])
 
 
 def load(results: Path) -> tuple[dict[str, dict[str, Any]], dict[str, str]]:
@@ -70,7 +88,8 @@ def load(results: Path) -> tuple[dict[str, dict[str, Any]], dict[str, str]]:
     for name in REGIMES:
         path = results / f"protocol_{name}.json"
         if path.is_file():
-            found[name] = json.loads(path.read_text())
+            data = json.loads(path.read_text())
+            found[name] = {**data, "facts": facts_from_json(data["facts"])}
             continue
         partial = sorted(p.name for p in results.glob(f"protocol_{name}_*.json"))
         missing[name] = (
@@ -94,9 +113,10 @@ def markdown(found: dict[str, dict[str, Any]], missing: dict[str, str]) -> str:
     lines = [
         "# Protocol: the regimes side by side",
         "",
-        "Every number is copied from the regime's own table (linked), where the ledger, the "
-        "diagnostics, the unit costs and the machine are. Means over the paired seeds, with "
-        "the 95 % t interval of the paired difference in brackets, in points of accuracy; "
+        "Every number but the paired comparisons is copied from the regime's own table "
+        "(linked), where the ledger, the diagnostics, the unit costs and the machine are. "
+        "Means over the paired seeds, with the 95 % t interval of the paired difference in "
+        "brackets, in points of accuracy; "
         "**bold**: a gain (the interval above 0), ~~struck~~: a loss (below 0), plain: inside "
         "the noise. The share is the run's compute-normalised time over `full`@100 %'s. "
         "'not run': the arm is not part of that regime (InfoBatch prunes only rows it has "
@@ -107,7 +127,7 @@ def markdown(found: dict[str, dict[str, Any]], missing: dict[str, str]) -> str:
     ]
     for name, data in found.items():
         acc = " / ".join(
-            f"{data['facts'][f'full@{b}%']['accuracy']['mean']:.3f}" for b in (25, 50, 75, 100)
+            f"{data['facts'][f'full@{b}%']['accuracy'].mean:.3f}" for b in (25, 50, 75, 100)
         )
         meta = data["meta"]
         env = meta.get("env", {})
@@ -145,6 +165,11 @@ def markdown(found: dict[str, dict[str, Any]], missing: dict[str, str]) -> str:
         "'meets no-harm' where the interval's lower end is above -0.5 points.",
         equal_epochs_cell,
     )
+    lines.extend(["", "## Paired comparisons", "", PAIRS_INTRO, "", head, rule])
+    for a, b in PAIRS:
+        diffs = [paired_difference(data["facts"], a, b) for data in found.values()]
+        cells = ["not run" if d is None else _mark(_pts(d), d.verdict) for d in diffs]
+        lines.append(f"| {a} − {b} | " + " | ".join(cells) + " |")
     lines.extend(
         [
             "",
@@ -158,11 +183,10 @@ def markdown(found: dict[str, dict[str, Any]], missing: dict[str, str]) -> str:
         ranked = [f for f in data["facts"].values() if f.get("speedup") and f["family"] != "full"]
         if not ranked:
             continue
-        best = max(ranked, key=lambda f: f["speedup"]["mean"])
-        speedup = _x(best["speedup"], best.get("speedup_is_bound", False))
+        best = max(ranked, key=lambda f: f["speedup"].mean)
         diff = best["vs_equal_compute"]
         lines.append(
-            f"| `{name}` | {best['arm']} | {speedup} | {_mark(_pts(diff), diff['verdict'])} |"
+            f"| `{name}` | {best['arm']} | {_speedup(best)} | {_mark(_pts(diff), diff.verdict)} |"
         )
     return "\n".join(lines) + "\n"
 

@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import protocol_summary
+from _stats import facts_from_json, t_interval
 from protocol_summary import equal_compute_cell, equal_epochs_cell, markdown
 
 
@@ -14,7 +15,16 @@ def iv(mean: float, low: float, high: float) -> dict[str, float | int | str]:
     return {"mean": mean, "low": low, "high": high, "n": 5, "verdict": verdict}
 
 
-def fact(label: str, family: str, share: float, same: tuple, equal: tuple, speedup: tuple) -> dict:
+def fact(
+    label: str,
+    family: str,
+    share: float,
+    same: tuple,
+    equal: tuple,
+    speedup: tuple,
+    accuracies: tuple = (0.70,) * 5,
+) -> dict:
+    """One arm's facts in the JSON form of a regime table, with a record per seed."""
     return {
         "arm": label,
         "family": family,
@@ -24,7 +34,13 @@ def fact(label: str, family: str, share: float, same: tuple, equal: tuple, speed
         "vs_equal_compute": iv(*equal),
         "speedup": iv(*speedup),
         "speedup_is_bound": False,
+        "records": [{"accuracy": a} for a in accuracies],
     }
+
+
+def read(f: dict) -> dict:
+    """An arm's facts as the summary reads them from a table (its intervals as Intervals)."""
+    return facts_from_json({"arm": f})["arm"]
 
 
 def regime(name: str, extra: dict[str, dict]) -> dict:
@@ -38,15 +54,17 @@ def regime(name: str, extra: dict[str, dict]) -> dict:
 
 
 def test_cells_mark_gains_losses_and_the_no_harm_rule() -> None:
-    gain = fact(
-        "nws", "nws", 0.52, (-0.033, -0.037, -0.029), (0.027, 0.017, 0.036), (1.2, 1.13, 1.26)
+    gain = read(
+        fact("nws", "nws", 0.52, (-0.033, -0.037, -0.029), (0.027, 0.017, 0.036), (1.2, 1.13, 1.26))
     )
     assert equal_compute_cell(gain) == "**+2.7 [+1.7, +3.6]** at 52%; 1.20x [1.13x, 1.26x]"
     assert equal_epochs_cell(gain) == "~~-3.3 [-3.7, -2.9]~~ at 52% (fails no-harm)"
     # The no-harm rule is the lower end above -0.5 points, whatever the mean.
-    tie = fact("nws auto", "nws", 1.01, (0.0, -0.004, 0.004), (0, -0.001, 0.001), (1, 1, 1))
+    tie = read(fact("nws auto", "nws", 1.01, (0.0, -0.004, 0.004), (0, -0.001, 0.001), (1, 1, 1)))
     assert equal_epochs_cell(tie).endswith("at 101% (meets no-harm)")
-    wide = fact("nws prune", "nws", 0.85, (-0.012, -0.025, 0.002), (0, -0.001, 0.001), (1, 1, 1))
+    wide = read(
+        fact("nws prune", "nws", 0.85, (-0.012, -0.025, 0.002), (0, -0.001, 0.001), (1, 1, 1))
+    )
     assert equal_epochs_cell(wide) == "-1.2 [-2.5, +0.2] at 85% (fails no-harm)"
     assert equal_compute_cell({**gain, "speedup_is_bound": True}).endswith(
         "; ≥ 1.20x [1.13x, 1.26x]"
@@ -54,9 +72,18 @@ def test_cells_mark_gains_losses_and_the_no_harm_rule() -> None:
 
 
 def test_the_summary_puts_every_regime_beside_the_others(tmp_path: Path) -> None:
-    nws = fact("nws", "nws", 0.5, (-0.05, -0.06, -0.04), (0.02, 0.01, 0.03), (1.2, 1.1, 1.3))
+    accs = (0.70, 0.72, 0.71, 0.69, 0.73)
+    nws = fact("nws", "nws", 0.5, (-0.05, -0.06, -0.04), (0.02, 0.01, 0.03), (1.2, 1.1, 1.3), accs)
+    # The table is 1 point behind on every seed but the last, where it is 1 ahead.
+    table_accs = (0.69, 0.71, 0.70, 0.68, 0.74)
     table = fact(
-        "loss-table", "loss-table", 0.5, (-0.05, -0.06, -0.04), (0.0, -0.01, 0.01), (1.4, 0.9, 1.9)
+        "loss-table",
+        "loss-table",
+        0.5,
+        (-0.05, -0.06, -0.04),
+        (0.0, -0.01, 0.01),
+        (1.4, 0.9, 1.9),
+        table_accs,
     )
     info = fact(
         "infobatch",
@@ -88,6 +115,12 @@ def test_the_summary_puts_every_regime_beside_the_others(tmp_path: Path) -> None
         "(see protocol_redundant-8x_partial.json)" in text
     )
     assert "| `redundant-2x` | — | — | not run |" in text
+    # Paired comparisons: computed seed by seed from the records, where both arms ran.
+    diffs = [a - b for a, b in zip(accs, table_accs, strict=True)]
+    expected = t_interval(diffs).text("{:+.1f}", 100)
+    assert expected == "+0.6 [-0.5, +1.7]"  # inside the noise: not bold
+    assert f"| nws − loss-table | not run | {expected} |" in text
+    assert "| nws − uniform@50% | not run | not run |" in text
     # Best saving per regime: the largest mean speed-up of a non-full arm.
     assert "| `paper` | nws | 1.20x [1.10x, 1.30x] | **+2.0 [+1.0, +3.0]** |" in text
     assert "| `long` | loss-table | 1.40x [0.90x, 1.90x] | +0.0 [-1.0, +1.0] |" in text
